@@ -1,0 +1,219 @@
+"""The operator's narrow interface to the Kubernetes API: read what a run owns, apply actions.
+
+Everything here is I/O; the decisions are in :mod:`claimops_operator.pipeline`. The official
+client is synchronous, so the handlers call these methods in a worker thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from claimops_stages.contract import StageResult
+
+from .builders import GROUP, LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE, MANAGED_BY, VERSION
+from .metrics import API_WRITES
+from .pipeline import JobState, ObservedDeployment, ObservedJob
+
+log = logging.getLogger(__name__)
+
+PIPELINERUNS = "pipelineruns"
+MODELDEPLOYMENTS = "modeldeployments"
+
+
+def _condition(conditions: list[Any] | None, type_: str) -> Any | None:
+    return next((c for c in conditions or [] if c.type == type_), None)
+
+
+def job_state(job: Any) -> tuple[JobState, str | None]:
+    """Active, Succeeded or Failed, with the reason of the Failed condition."""
+    conditions = job.status.conditions if job.status else None
+    for type_ in ("Complete", "SuccessCriteriaMet"):
+        cond = _condition(conditions, type_)
+        if cond is not None and cond.status == "True":
+            return "Succeeded", None
+    for type_ in ("Failed", "FailureTarget"):
+        cond = _condition(conditions, type_)
+        if cond is not None and cond.status == "True":
+            return "Failed", cond.reason
+    return "Active", None
+
+
+def parse_result(message: str | None) -> StageResult | None:
+    if not message:
+        return None
+    try:
+        return StageResult.from_json(message)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+class KubernetesGateway:
+    """Reads and writes for one operator process (one ApiClient, connection-pooled)."""
+
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.batch: Any = client.BatchV1Api(api_client)
+        self.core: Any = client.CoreV1Api(api_client)
+        self.custom: Any = client.CustomObjectsApi(api_client)
+        # A finished Job's result never changes: read its pod once.
+        self._results: dict[str, StageResult | None] = {}
+
+    # -- reads --
+
+    def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            run: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PIPELINERUNS, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return run
+
+    def list_runs(self, namespace: str | None) -> list[dict[str, Any]]:
+        if namespace:
+            listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PIPELINERUNS)
+        else:
+            listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PIPELINERUNS)
+        items: list[dict[str, Any]] = listing.get("items", [])
+        return items
+
+    def observed_jobs(self, namespace: str, run: str) -> list[ObservedJob]:
+        selector = f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}"
+        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        observed = []
+        for job in jobs:
+            labels = job.metadata.labels or {}
+            if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
+                continue
+            state, failure_reason = job_state(job)
+            result = self._result(namespace, job.metadata.name) if state != "Active" else None
+            observed.append(
+                ObservedJob(
+                    stage=labels[LABEL_STAGE],
+                    attempt=int(labels[LABEL_ATTEMPT]),
+                    name=job.metadata.name,
+                    state=state,
+                    result=result,
+                    failure_reason=failure_reason,
+                    started_at=job.status.start_time if job.status else None,
+                    finished_at=_finished_at(job),
+                )
+            )
+        return observed
+
+    def _result(self, namespace: str, job_name: str) -> StageResult | None:
+        key = f"{namespace}/{job_name}"
+        if key in self._results:
+            return self._results[key]
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
+        )
+        result = None
+        for pod in pods.items:
+            for status in (pod.status.container_statuses or []) if pod.status else []:
+                terminated = status.state.terminated if status.state else None
+                if terminated is not None:
+                    result = parse_result(terminated.message) or result
+        if result is not None or not pods.items:
+            # Cache only a definite answer; a pod whose status lags is read again next time.
+            self._results[key] = result
+        return result
+
+    def observed_deployments(self, namespace: str, model_name: str) -> dict[str, ObservedDeployment]:
+        listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, MODELDEPLOYMENTS)
+        deployments: dict[str, ObservedDeployment] = {}
+        for item in listing.get("items", []):
+            spec, status = item.get("spec", {}), item.get("status", {}) or {}
+            if spec.get("model", {}).get("name") != model_name:
+                continue
+            ready: dict[str, Any] = next(
+                (c for c in status.get("conditions", []) if c.get("type") == "Ready"), {}
+            )
+            up_to_date = status.get("observedGeneration") == item["metadata"].get("generation")
+            deployments[spec["role"]] = ObservedDeployment(
+                role=spec["role"],
+                ready=ready.get("status") == "True" and up_to_date,
+                serving_version=status.get("servingVersion"),
+                reason=str(ready.get("reason", "")),
+                message=str(ready.get("message", "")),
+                url=status.get("url"),
+            )
+        return deployments
+
+    # -- writes (each counted: the bench reports API writes per run) --
+
+    def create_job(self, manifest: Mapping[str, Any]) -> bool:
+        """Create a Job; False when it already exists (a restarted operator, a lagging cache)."""
+        try:
+            self.batch.create_namespaced_job(manifest["metadata"]["namespace"], manifest)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        finally:
+            API_WRITES.labels(verb="create", resource="jobs").inc()
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        finally:
+            API_WRITES.labels(verb="delete", resource="jobs").inc()
+
+    def apply_model_deployment(self, manifest: Mapping[str, Any]) -> None:
+        """Create or update the ModelDeployment's spec (server-side apply, field manager claimops)."""
+        meta = manifest["metadata"]
+        self.custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            meta["namespace"],
+            MODELDEPLOYMENTS,
+            meta["name"],
+            manifest,
+            field_manager=MANAGED_BY,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        API_WRITES.labels(verb="apply", resource="modeldeployments").inc()
+
+    def patch_run_status(
+        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        """Make the run's status `new` with one JSON merge patch (keys `new` drops become null)."""
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PIPELINERUNS, name, {"status": merge_patch(old, new)}
+        )
+        API_WRITES.labels(verb="patch", resource="pipelineruns/status").inc()
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new` (lists are replaced whole)."""
+    patch: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            nested = merge_patch(before, value)
+            if nested:
+                patch[key] = nested
+        elif value != before or key not in old:
+            patch[key] = value
+    return patch
+
+
+def _finished_at(job: Any) -> datetime | None:
+    if not job.status:
+        return None
+    if job.status.completion_time:
+        return job.status.completion_time
+    failed = _condition(job.status.conditions, "Failed")
+    return failed.last_transition_time if failed is not None else None

@@ -1,0 +1,32 @@
+"""Prometheus metrics of the operator, served on `/metrics` (port from the configuration)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RUNS_BY_PHASE = Gauge(
+    "claimops_pipelineruns",
+    "PipelineRuns by phase, as last seen by this operator.",
+    ["phase"],
+)
+STAGE_DURATION = Histogram(
+    "claimops_stage_duration_seconds",
+    "Wall time of finished stage Jobs, from start to finish.",
+    ["stage", "result"],
+    buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600),
+)
+RECONCILE_DURATION = Histogram(
+    "claimops_reconcile_duration_seconds",
+    "Time of one reconcile of a PipelineRun (reads, decision, writes).",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+API_WRITES = Counter(
+    "claimops_api_writes",
+    "Write requests the operator sent to the Kubernetes API.",
+    ["verb", "resource"],
+)
+RECONCILE_ERRORS = Counter(
+    "claimops_reconcile_errors",
+    "Reconciles that failed and were retried.",
+    ["kind"],
+)

@@ -1,0 +1,978 @@
+"""What happens next for a PipelineRun: a pure function of plain data.
+
+:func:`decide` takes the run's spec and status, the stage Jobs and ModelDeployments the handler
+observed, and the current time; it returns the whole new status and the actions the handler
+must carry out (like Tekton's ``pipelinerunstate.go`` / ``dag.go``). Nothing here does I/O or
+imports Kopf or the Kubernetes client.
+
+The linear flow (``LINEAR_STAGES``)::
+
+    commit -> ci-tests -> data-validation -> quick-train -> mlflow-log
+      -> [CI-to-CD gate: full-train waits for spec.continueToCD / spec.autoContinueToCD]
+      -> full-train -> evaluate-vs-champion -> manual-approval (gate on spec.approval.decision)
+      -> deploy-staging (ModelDeployment) -> shadow-monitor -> promote-production
+
+``rollback`` is left out of ``status.stages``: it is not part of a run but an operation on the
+production ModelDeployment that can be requested at any time.
+
+Contract with the handler:
+
+* Carry out the actions in order; ``CreateJob`` must tolerate AlreadyExists and ``DeleteJob``
+  NotFound (the same action can be returned again while the informer lags behind).
+* Write ``Decision.status`` as the whole status; reconcile again after ``requeue_after``
+  seconds when it is not None, and whenever the run, one of its Jobs or one of its
+  ModelDeployments changes.
+* Fill ``ObservedJob.finished_at`` of a failed Job from its ``Failed`` condition's
+  lastTransitionTime (retries back off from it).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum, StrEnum
+from typing import Any, Literal
+
+from claimops_stages.contract import (
+    STAGES,
+    STAGES_BY_NAME,
+    Phase,
+    Reason,
+    StageInputs,
+    StageKind,
+    StageResult,
+)
+
+from .conditions import (
+    ConditionStatus,
+    ConditionType,
+    RunReason,
+    format_time,
+    initial_conditions,
+    mark_failed,
+    mark_running,
+    mark_succeeded,
+    parse_time,
+    resolve_unknown,
+    set_condition,
+    with_generation,
+)
+from .naming import job_name
+
+# --------------------------------------------------------------------------------------------
+# Vocabulary
+
+
+class RunPhase(StrEnum):
+    """``status.phase``."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    AWAITING_CD = "AwaitingCD"
+    AWAITING_APPROVAL = "AwaitingApproval"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    REJECTED = "Rejected"
+    CANCELLED = "Cancelled"
+
+
+TERMINAL_PHASES: frozenset[str] = frozenset(
+    {RunPhase.SUCCEEDED, RunPhase.FAILED, RunPhase.REJECTED, RunPhase.CANCELLED}
+)
+
+
+class StageState(StrEnum):
+    """``status.stages[].state``."""
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+    WAITING = "Waiting"
+    CANCELLED = "Cancelled"
+
+
+_DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
+
+
+class EventReason(StrEnum):
+    """Reasons of the Events :func:`decide` asks for (one per transition)."""
+
+    RUN_STARTED = "RunStarted"
+    STAGE_STARTED = "StageStarted"
+    STAGE_SUCCEEDED = "StageSucceeded"
+    STAGE_FAILED = "StageFailed"  # Warning
+    STAGE_RETRY = "StageRetry"  # Warning: an attempt failed, another one follows after a backoff
+    GATE_WAITING = "GateWaiting"
+    GATE_PASSED = "GatePassed"
+    GATE_REJECTED = "GateRejected"  # Warning: rejected or timed out
+    RUN_SUCCEEDED = "RunSucceeded"
+    RUN_FAILED = "RunFailed"  # Warning
+    RUN_REJECTED = "RunRejected"  # Warning
+    RUN_CANCELLED = "RunCancelled"  # Warning
+
+
+#: Stage reason while a failed attempt waits for its retry (the failure is in the message).
+RETRY_BACKOFF = "RetryBackoff"
+#: Job failure reason the Job controller sets when activeDeadlineSeconds ran out.
+DEADLINE_EXCEEDED = "DeadlineExceeded"
+
+#: Stages of a run, in order (``rollback`` is not one: see the module docstring).
+LINEAR_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.name != "rollback")
+#: The Job stage that waits behind the CI-to-CD gate.
+CD_ENTRY_STAGE = "full-train"
+#: The last stage when serving (shadow traffic, promotion) is disabled.
+LAST_STAGE_WITHOUT_SERVING = "deploy-staging"
+STAGING_ROLE = "staging"
+_SERVING_DISABLED_MESSAGE = (
+    "The candidate serves in staging; shadow-monitor and promote-production are not available yet"
+)
+
+#: Failures that a retry cannot fix (same data, same seed, same verdict); everything else
+#: (MLflowUnavailable, JobFailed, StageTimeout, TrainingFailed, InternalError) is retried.
+NON_RETRYABLE_REASONS: frozenset[str] = frozenset(
+    {
+        Reason.CI_TESTS_FAILED,
+        Reason.SCHEMA_VALIDATION_FAILED,
+        Reason.DATA_QUALITY_FAILED,
+        Reason.METRIC_REGRESSION,
+        Reason.BELOW_MIN_AUC,
+        Reason.SHADOW_DISAGREEMENT,
+        Reason.DRIFT_DETECTED,
+        Reason.INVALID_INPUT,
+        Reason.NO_PREVIOUS_CHAMPION,
+    }
+)
+
+RETRY_BASE_SECONDS = 10.0
+RETRY_MAX_SECONDS = 300.0
+#: How often to look at the staging ModelDeployment while waiting for it (safety net: the
+#: handler should also reconcile when the ModelDeployment changes).
+DEPLOYMENT_POLL_SECONDS = 10.0
+
+# Keys stage results use; the operator copies them into status.evaluation / status.shadow /
+# status.mlflow. The stage code must report exactly these.
+#: evaluate-vs-champion ``metrics`` key -> ``status.evaluation`` field.
+EVALUATION_METRICS: Mapping[str, str] = {
+    "candidate_auc": "candidateAuc",
+    "champion_auc": "championAuc",
+    "auc_delta": "delta",
+    "auc_delta_ci_low": "ciLow",
+    "auc_delta_ci_high": "ciHigh",
+}
+#: evaluate-vs-champion ``outputs`` key -> ``status.evaluation`` field.
+EVALUATION_OUTPUTS: Mapping[str, str] = {"champion_version": "championVersion"}
+#: shadow-monitor ``metrics`` key -> ``status.shadow`` field.
+SHADOW_METRICS: Mapping[str, str] = {"agreement": "agreement", "max_psi": "maxPsi"}
+#: shadow-monitor ``outputs`` key holding the drifted feature names, comma-separated.
+SHADOW_DRIFTED_FEATURES_OUTPUT = "drifted_features"
+#: ``outputs`` key (any stage, normally mlflow-log) with the MLflow experiment id.
+EXPERIMENT_ID_OUTPUT = "experiment_id"
+#: ``outputs`` key of the commit marker stage.
+COMMIT_SHA_OUTPUT = "sha"
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs and outputs of decide()
+
+
+@dataclass(frozen=True)
+class RunRef:
+    name: str
+    namespace: str
+    generation: int
+    created_at: datetime
+
+
+JobState = Literal["Active", "Succeeded", "Failed"]
+
+
+@dataclass(frozen=True)
+class ObservedJob:
+    """A stage Job as the handler saw it (labels give stage and attempt)."""
+
+    stage: str
+    attempt: int
+    name: str
+    state: JobState
+    #: Parsed from the pod's termination message; None when missing or unreadable.
+    result: StageResult | None = None
+    #: Reason of the Job's Failed condition (DeadlineExceeded, BackoffLimitExceeded, ...).
+    failure_reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    """A ModelDeployment's status, by role (staging, shadow, production)."""
+
+    role: str
+    ready: bool
+    serving_version: str | None
+    reason: str = ""
+    message: str = ""
+    #: In-cluster URL of the model server (passed to shadow-monitor and promote-production).
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class CreateJob:
+    stage: str
+    attempt: int
+    job_name: str
+    inputs: StageInputs
+
+
+@dataclass(frozen=True)
+class DeleteJob:
+    job_name: str
+
+
+@dataclass(frozen=True)
+class ApplyModelDeployment:
+    role: str
+    model_name: str
+    version: str
+    run_name: str
+
+
+@dataclass(frozen=True)
+class EmitEvent:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+Action = CreateJob | DeleteJob | ApplyModelDeployment | EmitEvent
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    actions: list[Action] = field(default_factory=list)
+    #: Seconds until decide() must run again even if nothing changes; None: only on changes.
+    requeue_after: float | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# The spec, with the CRD's defaults
+
+
+def _section(spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = spec.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def _get(section: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = section.get(key)
+    return default if value is None else value
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """A PipelineRun's spec with the CRD defaults filled in (missing keys are tolerated)."""
+
+    commit_sha: str = "0000000"
+    commit_message: str = ""
+    commit_author: str = ""
+    model_name: str = "claim-settlement"
+    rows: int = 20000
+    seed: int = 42
+    window: str = "2026-01-01/2026-03-31"
+    drift: str = "none"
+    n_estimators: int = 200
+    max_depth: int = 12
+    quick_sample_fraction: float = 0.2
+    min_auc: float = 0.75
+    max_auc_drop: float = 0.02
+    min_shadow_agreement: float = 0.9
+    max_psi: float = 0.2
+    continue_to_cd: bool = False
+    auto_continue_to_cd: bool = False
+    approval_decision: str = "Pending"
+    approval_comment: str = ""
+    approval_by: str = ""
+    failures: tuple[str, ...] = ()
+    stage_seconds: int = 1800
+    approval_seconds: int = 86400
+    retries: int = 1
+    cancel: bool = False
+
+    @classmethod
+    def parse(cls, spec: Mapping[str, Any]) -> RunSpec:
+        d = cls()
+        commit, model, dataset = _section(spec, "commit"), _section(spec, "model"), _section(spec, "dataset")
+        training, gates, approval = (
+            _section(spec, "training"),
+            _section(spec, "gates"),
+            _section(spec, "approval"),
+        )
+        timeouts = _section(spec, "timeouts")
+        return cls(
+            commit_sha=str(_get(commit, "sha", d.commit_sha)),
+            commit_message=str(_get(commit, "message", "")),
+            commit_author=str(_get(commit, "author", "")),
+            model_name=str(_get(model, "name", d.model_name)),
+            rows=int(_get(dataset, "rows", d.rows)),
+            seed=int(_get(dataset, "seed", d.seed)),
+            window=str(_get(dataset, "window", d.window)),
+            drift=str(_get(dataset, "drift", d.drift)),
+            n_estimators=int(_get(training, "nEstimators", d.n_estimators)),
+            max_depth=int(_get(training, "maxDepth", d.max_depth)),
+            quick_sample_fraction=float(_get(training, "quickSampleFraction", d.quick_sample_fraction)),
+            min_auc=float(_get(gates, "minAuc", d.min_auc)),
+            max_auc_drop=float(_get(gates, "maxAucDrop", d.max_auc_drop)),
+            min_shadow_agreement=float(_get(gates, "minShadowAgreement", d.min_shadow_agreement)),
+            max_psi=float(_get(gates, "maxPsi", d.max_psi)),
+            continue_to_cd=bool(_get(spec, "continueToCD", False)),
+            auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", False)),
+            approval_decision=str(_get(approval, "decision", d.approval_decision)),
+            approval_comment=str(_get(approval, "comment", "")),
+            approval_by=str(_get(approval, "by", "")),
+            failures=tuple(str(f) for f in _get(spec, "failureInjection", ())),
+            stage_seconds=int(_get(timeouts, "stageSeconds", d.stage_seconds)),
+            approval_seconds=int(_get(timeouts, "approvalSeconds", d.approval_seconds)),
+            retries=int(_get(spec, "retries", d.retries)),
+            cancel=bool(_get(spec, "cancel", False)),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Public helpers
+
+
+def retry_backoff(attempt: int) -> float:
+    """Seconds between the failure of ``attempt`` and the start of the next attempt."""
+    return min(RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0), RETRY_MAX_SECONDS)
+
+
+def is_terminal(status: Mapping[str, Any]) -> bool:
+    return status.get("phase") in TERMINAL_PHASES
+
+
+def stage_inputs(
+    run: RunRef,
+    spec: Mapping[str, Any] | RunSpec,
+    status: Mapping[str, Any],
+    deployments: Mapping[str, ObservedDeployment],
+) -> StageInputs:
+    """The arguments of a stage Job: the spec plus what earlier stages produced."""
+    s = spec if isinstance(spec, RunSpec) else RunSpec.parse(spec)
+    stages = {str(e.get("name")): e for e in status.get("stages") or ()}
+    production = deployments.get("production")
+    shadow = deployments.get("shadow") or deployments.get(STAGING_ROLE)
+    return StageInputs(
+        run=run.name,
+        commit_sha=s.commit_sha,
+        model_name=s.model_name,
+        rows=s.rows,
+        seed=s.seed,
+        window=s.window,
+        drift=s.drift,
+        failures=list(s.failures),
+        n_estimators=s.n_estimators,
+        max_depth=s.max_depth,
+        quick_sample_fraction=s.quick_sample_fraction,
+        min_auc=s.min_auc,
+        max_auc_drop=s.max_auc_drop,
+        min_shadow_agreement=s.min_shadow_agreement,
+        max_psi=s.max_psi,
+        candidate_version=stages.get(CD_ENTRY_STAGE, {}).get("modelVersion"),
+        ci_run_id=stages.get("mlflow-log", {}).get("mlflowRunId"),
+        production_url=production.url if production else None,
+        shadow_url=shadow.url if shadow else None,
+        requested_by=s.approval_by or f"PipelineRun/{run.namespace}/{run.name}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The decision
+
+
+class Step(Enum):
+    """What a stage handler tells the main loop."""
+
+    ADVANCE = "advance"  # the stage is done: go on with the next one in the same call
+    WAIT = "wait"  # something is in progress: stop here
+    STOP = "stop"  # the run finished
+
+
+@dataclass
+class _Context:
+    run: RunRef
+    spec: RunSpec
+    status: dict[str, Any]
+    jobs: Sequence[ObservedJob]
+    deployments: Mapping[str, ObservedDeployment]
+    now: datetime
+    serving_enabled: bool
+    actions: list[Action] = field(default_factory=list)
+    requeue: list[float] = field(default_factory=list)
+
+    @property
+    def stamp(self) -> str:
+        return format_time(self.now)
+
+    def event(self, reason: str, message: str, *, warning: bool = False) -> None:
+        self.actions.append(EmitEvent("Warning" if warning else "Normal", str(reason), message))
+
+    def condition(self, type_: str, status: str, reason: str, message: str) -> None:
+        self.status["conditions"] = set_condition(
+            self.status.get("conditions"),
+            type_,
+            status,
+            reason,
+            message,
+            now=self.now,
+            generation=self.run.generation,
+        )
+
+    def in_progress(self, phase: RunPhase, reason: str, message: str) -> None:
+        self.status["phase"] = phase
+        self.status["conditions"] = mark_running(
+            self.status.get("conditions"), reason, message, now=self.now, generation=self.run.generation
+        )
+
+    def requeue_in(self, seconds: float) -> None:
+        self.requeue.append(max(seconds, 0.0))
+
+    def latest_job(self, stage: str, min_attempt: int) -> ObservedJob | None:
+        candidates = [j for j in self.jobs if j.stage == stage and j.attempt >= min_attempt]
+        return max(candidates, key=lambda j: j.attempt, default=None)
+
+    def entry(self, name: str) -> dict[str, Any]:
+        for entry in self.status["stages"]:
+            if entry["name"] == name:
+                return entry
+        raise KeyError(name)
+
+    def decision(self) -> Decision:
+        return Decision(_plain(self.status), self.actions, min(self.requeue) if self.requeue else None)
+
+
+def _plain(value: Any) -> Any:
+    """Status as plain JSON data (enum members become str, so YAML/JSON dumpers accept it)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, StrEnum):
+        return value.value
+    return value
+
+
+def decide(
+    run: RunRef,
+    spec: Mapping[str, Any],
+    status: Mapping[str, Any],
+    jobs: Sequence[ObservedJob],
+    deployments: Mapping[str, ObservedDeployment],
+    now: datetime,
+    serving_enabled: bool = True,
+) -> Decision:
+    """The next status of ``run`` and the actions that get it there (pure; see module doc)."""
+    ctx = _Context(
+        run=run,
+        spec=RunSpec.parse(spec),
+        status=copy.deepcopy(dict(status)),
+        jobs=jobs,
+        deployments=deployments,
+        now=now,
+        serving_enabled=serving_enabled,
+    )
+    ctx.status["observedGeneration"] = run.generation
+    if is_terminal(ctx.status):  # finished runs are stable: only the generation is re-stamped
+        ctx.status["conditions"] = with_generation(ctx.status.get("conditions"), run.generation)
+        return ctx.decision()
+    if not ctx.status.get("stages"):
+        _initialize(ctx)
+    _normalize_stages(ctx)
+    if ctx.spec.cancel:
+        _cancel(ctx)
+    else:
+        _advance(ctx)
+    return ctx.decision()
+
+
+def _initialize(ctx: _Context) -> None:
+    ctx.status.update(
+        phase=RunPhase.RUNNING,
+        currentStage=LINEAR_STAGES[0],
+        startedAt=ctx.stamp,
+        stages=[],
+        mlflow={"modelName": ctx.spec.model_name},
+        conditions=initial_conditions(ctx.now, ctx.run.generation),
+    )
+    ctx.event(EventReason.RUN_STARTED, f"Pipeline run started for commit {ctx.spec.commit_sha[:12]}")
+
+
+def _normalize_stages(ctx: _Context) -> None:
+    """Exactly the linear stages, in order, keeping what the status already knew."""
+    known = {str(e.get("name")): e for e in ctx.status.get("stages") or ()}
+    ctx.status["stages"] = [
+        known.get(name) or {"name": name, "state": StageState.PENDING} for name in LINEAR_STAGES
+    ]
+
+
+def _advance(ctx: _Context) -> None:
+    for entry in ctx.status["stages"]:
+        if entry.get("state") in _DONE_STATES:
+            continue
+        stage = STAGES_BY_NAME[entry["name"]]
+        ctx.status["currentStage"] = stage.name
+        step = _HANDLERS[stage.kind](ctx, entry)
+        if step is not Step.ADVANCE:
+            return
+        if stage.name == LAST_STAGE_WITHOUT_SERVING and not ctx.serving_enabled:
+            _finish(
+                ctx,
+                RunPhase.SUCCEEDED,
+                RunReason.DEPLOYED_TO_STAGING,
+                _SERVING_DISABLED_MESSAGE,
+            )
+            return
+    _finish(
+        ctx, RunPhase.SUCCEEDED, RunReason.SUCCEEDED, "All stages succeeded; the candidate is the champion"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stage handlers, by kind
+
+
+def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
+    """The commit: a fact to record, no Job."""
+    outputs = {COMMIT_SHA_OUTPUT: ctx.spec.commit_sha}
+    if ctx.spec.commit_author:
+        outputs["author"] = ctx.spec.commit_author
+    if ctx.spec.commit_message:
+        outputs["message"] = ctx.spec.commit_message.splitlines()[0][:200]
+    entry.update(
+        state=StageState.SUCCEEDED,
+        startedAt=ctx.stamp,
+        finishedAt=ctx.stamp,
+        reason=Reason.PASSED,
+        message=f"Commit {ctx.spec.commit_sha}",
+        outputs=outputs,
+    )
+    ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']} recorded commit {ctx.spec.commit_sha}")
+    return Step.ADVANCE
+
+
+def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
+    """A stage carried out by a batch/v1 Job (one Job per attempt)."""
+    attempt = int(entry.get("attempt") or 1)
+    observed = ctx.latest_job(entry["name"], min_attempt=attempt)
+    if observed is None:
+        if entry.get("state") in (StageState.PENDING, StageState.WAITING):
+            if entry["name"] == CD_ENTRY_STAGE and (step := _cd_gate(ctx, entry)) is not None:
+                return step
+            return _start_job(ctx, entry, 1)
+        if entry.get("reason") == RETRY_BACKOFF:  # the failed Job is gone: retry now
+            return _start_job(ctx, entry, attempt + 1)
+        # Status says the Job exists but the informer has not shown it (yet): create it again
+        # under the same deterministic name; the handler tolerates AlreadyExists.
+        ctx.actions.append(CreateJob(entry["name"], attempt, str(entry["job"]), _inputs(ctx)))
+        _show_running(ctx, entry)
+        return Step.WAIT
+    if observed.attempt != entry.get("attempt") or observed.name != entry.get("job"):
+        _adopt(ctx, entry, observed)
+    if observed.state == "Active":
+        _show_running(ctx, entry)
+        return Step.WAIT
+    result = observed.result
+    if observed.state == "Succeeded" and result is not None and result.passed:
+        return _job_succeeded(ctx, entry, observed, result)
+    return _job_failed(ctx, entry, observed)
+
+
+def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
+    """manual-approval: waits for spec.approval.decision."""
+    spec = ctx.spec
+    if entry.get("state") == StageState.PENDING:
+        entry.update(
+            state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.approval.decision"
+        )
+        ctx.status["approval"] = {"decision": "Pending"}
+        if spec.approval_decision not in ("Approved", "Rejected"):
+            ctx.event(EventReason.GATE_WAITING, "Waiting for manual approval (spec.approval.decision)")
+            ctx.condition(
+                ConditionType.APPROVED,
+                ConditionStatus.UNKNOWN,
+                RunReason.AWAITING_APPROVAL,
+                "Waiting for spec.approval.decision",
+            )
+    if spec.approval_decision in ("Approved", "Rejected"):
+        return _approval_decided(ctx, entry)
+    deadline = _started(ctx, entry) + timedelta(seconds=spec.approval_seconds)
+    if ctx.now >= deadline:
+        message = f"No approval decision within {spec.approval_seconds}s"
+        _gate_timed_out(ctx, entry, message, StageState.FAILED)
+        ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.APPROVAL_TIMEOUT, message)
+        _finish(ctx, RunPhase.REJECTED, RunReason.APPROVAL_TIMEOUT, message, failed=entry["name"])
+        return Step.STOP
+    ctx.in_progress(RunPhase.AWAITING_APPROVAL, RunReason.AWAITING_APPROVAL, "Waiting for manual approval")
+    ctx.requeue_in((deadline - ctx.now).total_seconds())
+    return Step.WAIT
+
+
+def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
+    """deploy-staging: apply the staging ModelDeployment, wait until it serves the candidate."""
+    version = ctx.entry(CD_ENTRY_STAGE).get("modelVersion")
+    if not version:
+        message = f"{CD_ENTRY_STAGE} reported no model version to deploy"
+        _stage_failed(ctx, entry, Reason.INVALID_INPUT, message)
+        return Step.STOP
+    observed = ctx.deployments.get(STAGING_ROLE)
+    if entry.get("state") == StageState.PENDING:
+        entry.update(state=StageState.RUNNING, startedAt=ctx.stamp, attempt=1)
+        ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: deploying version {version} to staging")
+        ctx.condition(
+            ConditionType.DEPLOYED,
+            ConditionStatus.UNKNOWN,
+            RunReason.DEPLOYING,
+            f"Deploying version {version} to staging",
+        )
+    if observed is not None and observed.ready and observed.serving_version == version:
+        entry.update(
+            state=StageState.SUCCEEDED,
+            finishedAt=ctx.stamp,
+            reason=RunReason.STAGING_READY,
+            message=f"Staging serves version {version}",
+            outputs={
+                k: v for k, v in {"role": STAGING_ROLE, "version": version, "url": observed.url}.items() if v
+            },
+        )
+        ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
+        ctx.condition(
+            ConditionType.DEPLOYED,
+            ConditionStatus.TRUE,
+            RunReason.STAGING_READY,
+            f"Staging serves version {version}",
+        )
+        return Step.ADVANCE
+    detail = f" ({observed.reason}: {observed.message})" if observed and observed.reason else ""
+    deadline = _started(ctx, entry) + timedelta(seconds=ctx.spec.stage_seconds)
+    if ctx.now >= deadline:
+        message = f"Staging did not serve version {version} within {ctx.spec.stage_seconds}s{detail}"
+        _stage_failed(ctx, entry, RunReason.STAGE_TIMEOUT, message)
+        return Step.STOP
+    if observed is None or observed.serving_version != version:
+        ctx.actions.append(ApplyModelDeployment(STAGING_ROLE, ctx.spec.model_name, version, ctx.run.name))
+    entry["message"] = f"Waiting for staging to serve version {version}{detail}"
+    ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
+    ctx.requeue_in(min((deadline - ctx.now).total_seconds(), DEPLOYMENT_POLL_SECONDS))
+    return Step.WAIT
+
+
+_HANDLERS: Mapping[StageKind, Callable[[_Context, dict[str, Any]], Step]] = {
+    StageKind.MARKER: _handle_marker,
+    StageKind.JOB: _handle_job,
+    StageKind.GATE: _handle_gate,
+    StageKind.DEPLOYMENT: _handle_deployment,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+
+
+def _inputs(ctx: _Context) -> StageInputs:
+    return stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+
+
+def _start_job(ctx: _Context, entry: dict[str, Any], attempt: int) -> Step:
+    name = job_name(ctx.run.name, entry["name"], attempt)
+    for stale in ("finishedAt", "reason", "message"):
+        entry.pop(stale, None)
+    entry.update(state=StageState.RUNNING, attempt=attempt, job=name, startedAt=ctx.stamp)
+    ctx.actions.append(CreateJob(entry["name"], attempt, name, _inputs(ctx)))
+    ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']} started: Job {name} (attempt {attempt})")
+    _show_running(ctx, entry)
+    return Step.WAIT
+
+
+def _adopt(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> None:
+    """A Job the status does not know (a status write was lost): take it over, never re-create it."""
+    for stale in ("finishedAt", "reason", "message"):
+        entry.pop(stale, None)
+    entry.update(
+        state=StageState.RUNNING,
+        attempt=job.attempt,
+        job=job.name,
+        startedAt=format_time(job.started_at or ctx.now),
+    )
+    ctx.event(
+        EventReason.STAGE_STARTED, f"Stage {entry['name']}: adopted Job {job.name} (attempt {job.attempt})"
+    )
+
+
+def _show_running(ctx: _Context, entry: dict[str, Any]) -> None:
+    entry["state"] = StageState.RUNNING
+    message = f"Stage {entry['name']} is running (attempt {entry.get('attempt', 1)})"
+    ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, message)
+
+
+def _job_succeeded(ctx: _Context, entry: dict[str, Any], job: ObservedJob, result: StageResult) -> Step:
+    _copy_result(entry, result)
+    entry.update(state=StageState.SUCCEEDED, finishedAt=format_time(job.finished_at or ctx.now))
+    _record_result(ctx, entry["name"], result)
+    ctx.event(
+        EventReason.STAGE_SUCCEEDED,
+        f"Stage {entry['name']} succeeded: {result.reason} {result.message}".strip(),
+    )
+    if entry["name"] == _LAST_CI_STAGE:
+        ctx.condition(ConditionType.CI_PASSED, ConditionStatus.TRUE, RunReason.PASSED, "All CI stages passed")
+    return Step.ADVANCE
+
+
+def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
+    reason, message, retryable = _classify_failure(ctx, job)
+    announced = entry.get("reason") == RETRY_BACKOFF  # the StageRetry Event went out already
+    if job.result is not None:
+        _copy_result(entry, job.result)
+        _record_result(ctx, entry["name"], job.result)
+    if retryable and job.attempt <= ctx.spec.retries:
+        return _retry(ctx, entry, job, reason, message, announced)
+    if job.attempt > 1:
+        message = f"{message} (after {job.attempt} attempts)"
+    _stage_failed(ctx, entry, reason, message, finished_at=job.finished_at)
+    return Step.STOP
+
+
+def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
+    """(reason, message, retryable) of a finished Job that did not pass."""
+    result = job.result
+    if job.failure_reason == DEADLINE_EXCEEDED:
+        return (
+            RunReason.STAGE_TIMEOUT,
+            f"Job {job.name} exceeded its deadline of {ctx.spec.stage_seconds}s",
+            True,
+        )
+    if result is not None and not result.passed:
+        return (
+            result.reason,
+            result.message or f"Job {job.name} failed",
+            result.reason not in NON_RETRYABLE_REASONS,
+        )
+    if result is not None:  # the Job failed after its container reported success
+        return RunReason.JOB_FAILED, f"Job {job.name} failed ({job.failure_reason or 'unknown reason'})", True
+    if job.state == "Succeeded":
+        return RunReason.JOB_FAILED, f"Job {job.name} completed but its result could not be read", True
+    why = job.failure_reason or "unknown reason"
+    return RunReason.JOB_FAILED, f"Job {job.name} failed ({why}) without a readable result", True
+
+
+def _retry(
+    ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str, announced: bool
+) -> Step:
+    backoff = retry_backoff(job.attempt)
+    failed_at = job.finished_at or job.started_at or ctx.now
+    retry_at = failed_at + timedelta(seconds=backoff)
+    if not announced:
+        ctx.event(
+            EventReason.STAGE_RETRY,
+            f"Stage {entry['name']} attempt {job.attempt} failed ({reason}: {message}); "
+            f"attempt {job.attempt + 1} starts after {backoff:g}s",
+            warning=True,
+        )
+    if ctx.now >= retry_at:
+        return _start_job(ctx, entry, job.attempt + 1)
+    entry.update(
+        state=StageState.RUNNING,
+        reason=RETRY_BACKOFF,
+        message=f"Attempt {job.attempt} failed ({reason}: {message}); retrying at {format_time(retry_at)}",
+    )
+    ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
+    ctx.requeue_in((retry_at - ctx.now).total_seconds())
+    return Step.WAIT
+
+
+def _copy_result(entry: dict[str, Any], result: StageResult) -> None:
+    entry.update(reason=result.reason, message=result.message, metrics=dict(result.metrics))
+    entry["outputs"] = dict(result.outputs)
+    for key, value in (("mlflowRunId", result.mlflow_run_id), ("modelVersion", result.model_version)):
+        if value:
+            entry[key] = value
+        else:
+            entry.pop(key, None)
+
+
+# --------------------------------------------------------------------------------------------
+# Stage results -> status.mlflow / status.evaluation / status.shadow
+
+
+def _record_result(ctx: _Context, stage: str, result: StageResult) -> None:
+    mlflow = ctx.status.setdefault("mlflow", {})
+    mlflow.setdefault("modelName", ctx.spec.model_name)
+    if result.mlflow_run_id:
+        mlflow.setdefault("runIds", {})[stage] = result.mlflow_run_id
+        if stage == _LAST_CI_STAGE:
+            mlflow["ciRunId"] = result.mlflow_run_id
+    if result.outputs.get(EXPERIMENT_ID_OUTPUT):
+        mlflow["experimentId"] = result.outputs[EXPERIMENT_ID_OUTPUT]
+    if stage == CD_ENTRY_STAGE and result.model_version:
+        mlflow["modelVersion"] = result.model_version
+    recorder = _RESULT_RECORDERS.get(stage)
+    if recorder is not None:
+        recorder(ctx, result)
+
+
+def _record_evaluation(ctx: _Context, result: StageResult) -> None:
+    evaluation: dict[str, Any] = {
+        f: result.metrics[k] for k, f in EVALUATION_METRICS.items() if k in result.metrics
+    }
+    evaluation.update({f: result.outputs[k] for k, f in EVALUATION_OUTPUTS.items() if result.outputs.get(k)})
+    evaluation.update(passed=result.passed, reason=result.reason)
+    ctx.status["evaluation"] = evaluation
+
+
+def _record_shadow(ctx: _Context, result: StageResult) -> None:
+    shadow: dict[str, Any] = {f: result.metrics[k] for k, f in SHADOW_METRICS.items() if k in result.metrics}
+    drifted = result.outputs.get(SHADOW_DRIFTED_FEATURES_OUTPUT, "")
+    shadow.update(driftedFeatures=[f.strip() for f in drifted.split(",") if f.strip()], passed=result.passed)
+    ctx.status["shadow"] = shadow
+
+
+_RESULT_RECORDERS: Mapping[str, Callable[[_Context, StageResult], None]] = {
+    "evaluate-vs-champion": _record_evaluation,
+    "shadow-monitor": _record_shadow,
+}
+_LAST_CI_STAGE = [s.name for s in STAGES if s.phase is Phase.CI][-1]
+_CI_STAGES = frozenset(s.name for s in STAGES if s.phase is Phase.CI)
+
+
+# --------------------------------------------------------------------------------------------
+# Gates
+
+
+def _started(ctx: _Context, entry: Mapping[str, Any]) -> datetime:
+    return parse_time(entry.get("startedAt")) or ctx.now
+
+
+def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+    """The CI-to-CD gate in front of full-train; None once the run may continue."""
+    spec = ctx.spec
+    if spec.continue_to_cd or spec.auto_continue_to_cd:
+        how = "spec.continueToCD" if spec.continue_to_cd else "spec.autoContinueToCD"
+        ctx.event(EventReason.GATE_PASSED, f"Continued to CD ({how})")
+        return None
+    if entry.get("state") == StageState.PENDING:
+        entry.update(state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.continueToCD")
+        ctx.event(EventReason.GATE_WAITING, "CI passed; waiting for spec.continueToCD to start CD")
+    deadline = _started(ctx, entry) + timedelta(seconds=spec.approval_seconds)
+    if ctx.now >= deadline:
+        message = f"Not continued to CD within {spec.approval_seconds}s"
+        _gate_timed_out(ctx, entry, message, StageState.SKIPPED)
+        _finish(ctx, RunPhase.REJECTED, RunReason.APPROVAL_TIMEOUT, message)
+        return Step.STOP
+    ctx.in_progress(RunPhase.AWAITING_CD, RunReason.AWAITING_CD, "CI passed; waiting for spec.continueToCD")
+    ctx.requeue_in((deadline - ctx.now).total_seconds())
+    return Step.WAIT
+
+
+def _gate_timed_out(ctx: _Context, entry: dict[str, Any], message: str, state: StageState) -> None:
+    entry.update(state=state, finishedAt=ctx.stamp, reason=RunReason.APPROVAL_TIMEOUT, message=message)
+    ctx.event(EventReason.GATE_REJECTED, message, warning=True)
+
+
+def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
+    spec = ctx.spec
+    approval = {"decision": spec.approval_decision, "by": spec.approval_by, "at": ctx.stamp}
+    approval["comment"] = spec.approval_comment
+    ctx.status["approval"] = {k: v for k, v in approval.items() if v}
+    who = f" by {spec.approval_by}" if spec.approval_by else ""
+    note = f": {spec.approval_comment}" if spec.approval_comment else ""
+    entry["finishedAt"] = ctx.stamp
+    if spec.approval_decision == "Approved":
+        message = f"Approved{who}{note}"
+        entry.update(state=StageState.SUCCEEDED, reason=RunReason.APPROVED, message=message)
+        ctx.event(EventReason.GATE_PASSED, message)
+        ctx.condition(ConditionType.APPROVED, ConditionStatus.TRUE, RunReason.APPROVED, message)
+        return Step.ADVANCE
+    message = f"Rejected{who}{note}"
+    entry.update(state=StageState.FAILED, reason=RunReason.REJECTED, message=message)
+    ctx.event(EventReason.GATE_REJECTED, message, warning=True)
+    ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.REJECTED, message)
+    _finish(ctx, RunPhase.REJECTED, RunReason.REJECTED, message, failed=entry["name"])
+    return Step.STOP
+
+
+# --------------------------------------------------------------------------------------------
+# Endings
+
+
+def _stage_failed(
+    ctx: _Context, entry: dict[str, Any], reason: str, message: str, finished_at: datetime | None = None
+) -> None:
+    entry.update(
+        state=StageState.FAILED,
+        finishedAt=format_time(finished_at or ctx.now),
+        reason=reason,
+        message=message,
+    )
+    ctx.event(EventReason.STAGE_FAILED, f"Stage {entry['name']} failed ({reason}): {message}", warning=True)
+    owner = _owning_condition(entry["name"])
+    if owner is not None:
+        ctx.condition(owner, ConditionStatus.FALSE, reason, message)
+    _finish(ctx, RunPhase.FAILED, reason, f"Stage {entry['name']} failed: {message}", failed=entry["name"])
+
+
+def _owning_condition(stage: str) -> ConditionType | None:
+    """The gate condition a stage's failure decides (besides Succeeded)."""
+    if stage in _CI_STAGES:
+        return ConditionType.CI_PASSED
+    if stage == LAST_STAGE_WITHOUT_SERVING:
+        return ConditionType.DEPLOYED
+    return None
+
+
+_FINISH_EVENTS: Mapping[RunPhase, tuple[EventReason, bool]] = {
+    RunPhase.SUCCEEDED: (EventReason.RUN_SUCCEEDED, False),
+    RunPhase.FAILED: (EventReason.RUN_FAILED, True),
+    RunPhase.REJECTED: (EventReason.RUN_REJECTED, True),
+    RunPhase.CANCELLED: (EventReason.RUN_CANCELLED, True),
+}
+
+
+def _finish(ctx: _Context, phase: RunPhase, reason: str, message: str, failed: str | None = None) -> None:
+    """End the run: stages not reached are Skipped, no condition stays Unknown."""
+    for entry in ctx.status["stages"]:
+        if entry["name"] != failed and entry.get("state") in (StageState.PENDING, StageState.WAITING):
+            entry.update(state=StageState.SKIPPED)
+    gen = ctx.run.generation
+    conditions = ctx.status.get("conditions")
+    if phase is RunPhase.SUCCEEDED:
+        conditions = mark_succeeded(conditions, message, now=ctx.now, generation=gen, reason=reason)
+    else:
+        conditions = mark_failed(conditions, reason, message, now=ctx.now, generation=gen)
+    leftover = RunReason.CANCELLED if phase is RunPhase.CANCELLED else RunReason.NOT_REACHED
+    ctx.status["conditions"] = resolve_unknown(
+        conditions, leftover, f"The run ended ({reason}) before this was decided", now=ctx.now, generation=gen
+    )
+    ctx.status.update(phase=phase, finishedAt=ctx.stamp)
+    event_reason, warning = _FINISH_EVENTS[phase]
+    ctx.event(event_reason, f"Pipeline run {phase.value.lower()} ({reason}): {message}", warning=warning)
+
+
+def _cancel(ctx: _Context) -> None:
+    """spec.cancel: delete what runs, mark the active stage Cancelled and the rest Skipped."""
+    finished = {j.name for j in ctx.jobs if j.state != "Active"}
+    to_delete = [j.name for j in ctx.jobs if j.state == "Active"]
+    cancelled = "nothing was running"
+    for entry in ctx.status["stages"]:
+        state = entry.get("state")
+        if state in (StageState.RUNNING, StageState.WAITING):
+            job = entry.get("job")
+            if state == StageState.RUNNING and job and job not in finished and job not in to_delete:
+                to_delete.append(str(job))
+            entry.update(state=StageState.CANCELLED, finishedAt=ctx.stamp, reason=RunReason.CANCELLED)
+            entry["message"] = "Cancelled by spec.cancel"
+            ctx.status["currentStage"] = entry["name"]
+            cancelled = f"stage {entry['name']} was cancelled"
+    ctx.actions.extend(DeleteJob(name) for name in sorted(to_delete))
+    _finish(ctx, RunPhase.CANCELLED, RunReason.CANCELLED, f"Cancelled by spec.cancel; {cancelled}")

@@ -1,0 +1,278 @@
+"""The operator on the real control plane, with the node stand-in running the real stage code
+against a real `mlflow server`.
+
+Simulated here (and only here): the ModelDeployment controller comes with the model-serving
+issue, so a test that needs staging to become Ready writes the ModelDeployment's status
+itself, as that controller will.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from tests.cluster.conftest import OperatorFactory
+from tests.harness.control_plane import REPO_ROOT, ControlPlane
+from tests.harness.node_standin import NodeStandIn
+
+pytestmark = pytest.mark.cluster
+
+EXAMPLE = REPO_ROOT / "manifests" / "examples" / "pipelinerun.yaml"
+CI_STAGES = ("commit", "ci-tests", "data-validation", "quick-train", "mlflow-log")
+CD_STAGES = ("full-train", "evaluate-vs-champion")
+
+
+def run_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """The example run under another name, with spec fields replaced; small data for speed."""
+    manifest: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    manifest["metadata"] = {"name": name}
+    manifest["spec"]["dataset"]["rows"] = 5000
+    manifest["spec"]["training"]["nEstimators"] = 50
+    for key, value in spec.items():
+        manifest["spec"][key] = copy.deepcopy(value)
+    return manifest
+
+
+def get_run(cp: ControlPlane, namespace: str, name: str) -> dict[str, Any]:
+    run: dict[str, Any] = json.loads(cp.kubectl("get", "cpr", name, "-n", namespace, "-o", "json").stdout)
+    return run
+
+
+def condition(run: dict[str, Any], type_: str) -> dict[str, Any]:
+    conditions = (run.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), {})
+
+
+def wait_for(
+    cp: ControlPlane,
+    namespace: str,
+    name: str,
+    what: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 300,
+    operator_log: Callable[[], str] | None = None,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = get_run(cp, namespace, name)
+        if predicate(run):
+            return run
+        time.sleep(0.5)
+    detail = json.dumps(run.get("status"), indent=1)[-4000:]
+    log = operator_log()[-3000:] if operator_log else ""
+    pytest.fail(f"{name} did not reach {what} in {timeout:.0f} s; status:\n{detail}\noperator log:\n{log}")
+
+
+def phase_is(phase: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda run: (run.get("status") or {}).get("phase") == phase
+
+
+def stage(run: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(s for s in run["status"]["stages"] if s["name"] == name)
+
+
+def jobs(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(cp.kubectl("get", "jobs", "-n", namespace, "-o", "json").stdout)[
+        "items"
+    ]
+    return items
+
+
+def test_apply_continue_approve_runs_every_stage_to_staging(
+    control_plane: ControlPlane, namespace: str, node_standin: NodeStandIn, start_operator: OperatorFactory
+) -> None:
+    cp = control_plane
+    operator = start_operator(namespace)
+    # The example as a user applies it, only renamed into the test's namespace.
+    cp.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
+    name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
+
+    cp.kubectl("wait", "--for=condition=CIPassed", f"cpr/{name}", "-n", namespace, "--timeout=300s")
+    run = wait_for(cp, namespace, name, "AwaitingCD", phase_is("AwaitingCD"), operator_log=operator.log)
+    assert [stage(run, s)["state"] for s in CI_STAGES] == ["Succeeded"] * len(CI_STAGES)
+    assert condition(run, "Succeeded")["reason"] == "AwaitingCD"
+    assert run["status"]["mlflow"]["ciRunId"]
+    assert stage(run, "quick-train")["metrics"]["auc_roc"] > 0.7
+
+    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", '{"spec":{"continueToCD":true}}')
+    run = wait_for(
+        cp, namespace, name, "AwaitingApproval", phase_is("AwaitingApproval"), operator_log=operator.log
+    )
+    assert condition(run, "Succeeded")["reason"] == "AwaitingApproval"
+    assert condition(run, "Approved")["status"] == "Unknown"
+    assert run["status"]["mlflow"]["modelVersion"] == "1"
+    assert run["status"]["evaluation"]["candidateAuc"] > 0.7
+    assert run["status"]["evaluation"]["reason"] == "NoChampion"
+    for name_ in CI_STAGES[1:] + CD_STAGES:
+        assert stage(run, name_)["mlflowRunId"], f"{name_} has no MLflow run id"
+
+    table = cp.kubectl("get", "cpr", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "COMMIT", "STAGE", "SUCCEEDED", "REASON", "APPROVAL", "AUC", "AGE"]
+    row = table[1].split()
+    assert row[:7] == [name, run["spec"]["commit"]["sha"], "manual-approval", "Unknown", "AwaitingApproval",
+                       "Pending", row[6]]  # fmt: skip
+    assert float(row[6]) == pytest.approx(run["status"]["evaluation"]["candidateAuc"])
+
+    approve = '{"spec":{"approval":{"decision":"Approved","by":"reviewer@example.com"}}}'
+    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", approve)
+    cp.kubectl("wait", "--for=condition=Approved", f"cpr/{name}", "-n", namespace, "--timeout=60s")
+    run = wait_for(
+        cp, namespace, name, "deploy-staging",
+        lambda r: r["status"].get("currentStage") == "deploy-staging", operator_log=operator.log,
+    )  # fmt: skip
+    assert run["status"]["approval"]["by"] == "reviewer@example.com"
+
+    staging = json.loads(
+        cp.kubectl("get", "mdep", "claim-settlement-staging", "-n", namespace, "-o", "json").stdout
+    )
+    assert staging["spec"] == {
+        "role": "staging",
+        "model": {"name": "claim-settlement", "version": "1"},
+        "replicas": 1,
+    }
+
+    # Simulated ModelDeployment controller (next issue): report staging Ready on version 1.
+    _report_ready(cp, namespace, staging, version="1")
+    cp.kubectl("wait", "--for=condition=Succeeded", f"cpr/{name}", "-n", namespace, "--timeout=120s")
+    run = get_run(cp, namespace, name)
+    assert condition(run, "Succeeded")["reason"] == "DeployedToStaging"
+    assert "not available yet" in condition(run, "Succeeded")["message"]
+
+    # One Job per stage with work, each run once, each owned by the run.
+    names = sorted(j["metadata"]["name"] for j in jobs(cp, namespace))
+    assert names == sorted(f"{name}-{s}-1" for s in (*CI_STAGES[1:], *CD_STAGES))
+    events = cp.kubectl(
+        "get", "events", "-n", namespace, f"--field-selector=involvedObject.name={name}"
+    ).stdout
+    assert "StageSucceeded" in events
+
+
+def _report_ready(cp: ControlPlane, namespace: str, mdep: dict[str, Any], version: str) -> None:
+    status = {
+        "status": {
+            "observedGeneration": mdep["metadata"]["generation"],
+            "servingVersion": version,
+            "readyReplicas": 1,
+            "url": f"http://{mdep['metadata']['name']}.{namespace}.svc:8080",
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "Serving",
+                    "message": "simulated by the test",
+                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "observedGeneration": mdep["metadata"]["generation"],
+                }
+            ],
+        }
+    }
+    cp.kubectl(
+        "patch", "mdep", mdep["metadata"]["name"], "-n", namespace,
+        "--subresource=status", "--type=merge", "-p", json.dumps(status),
+    )  # fmt: skip
+
+
+def test_rejected_run_ends_rejected_with_nothing_deployed(
+    control_plane: ControlPlane, namespace: str, node_standin: NodeStandIn, start_operator: OperatorFactory
+) -> None:
+    cp = control_plane
+    operator = start_operator(namespace)
+    cp.kubectl(
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(run_manifest("rejected", autoContinueToCD=True)),
+    )
+    wait_for(
+        cp, namespace, "rejected", "AwaitingApproval", phase_is("AwaitingApproval"), operator_log=operator.log
+    )
+    reject = '{"spec":{"approval":{"decision":"Rejected","by":"qa","comment":"holdout looks odd"}}}'
+    cp.kubectl("patch", "cpr", "rejected", "-n", namespace, "--type=merge", "-p", reject)
+    cp.kubectl("wait", "--for=condition=Succeeded=False", "cpr/rejected", "-n", namespace, "--timeout=60s")
+    run = get_run(cp, namespace, "rejected")
+    assert condition(run, "Succeeded")["reason"] == "Rejected"
+    assert condition(run, "Approved")["status"] == "False"
+    assert run["status"]["phase"] == "Rejected"
+    assert cp.kubectl("get", "mdep", "-n", namespace, "-o", "name").stdout.strip() == ""
+
+
+@pytest.mark.parametrize("mode", list(FailureMode), ids=[m.value for m in FailureMode])
+def test_each_failure_mode_ends_with_its_documented_reason(
+    control_plane: ControlPlane,
+    namespace: str,
+    node_standin: NodeStandIn,
+    start_operator: OperatorFactory,
+    mode: FailureMode,
+) -> None:
+    cp = control_plane
+    operator = start_operator(namespace)
+    manifest = run_manifest("faulty", autoContinueToCD=True, failureInjection=[mode.value], retries=0)
+    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    cp.kubectl("wait", "--for=condition=Succeeded=False", "cpr/faulty", "-n", namespace, "--timeout=300s")
+    run = get_run(cp, namespace, "faulty")
+    succeeded = condition(run, "Succeeded")
+    assert succeeded["reason"] == FAILURE_REASONS[mode].value, operator.log()[-2000:]
+    assert succeeded["message"]
+    assert run["status"]["phase"] == "Failed"
+    assert cp.kubectl("get", "mdep", "-n", namespace, "-o", "name").stdout.strip() == ""
+    failed = [s for s in run["status"]["stages"] if s["state"] == "Failed"]
+    assert [s["reason"] for s in failed] == [FAILURE_REASONS[mode].value]
+
+
+def test_operator_killed_at_every_stage_boundary_loses_nothing(
+    control_plane: ControlPlane,
+    namespace: str,
+    node_standin: NodeStandIn,
+    start_operator: OperatorFactory,
+    tmp_path: Path,
+) -> None:
+    """SIGKILL the operator each time the run moves to another stage, and start it again."""
+    cp = control_plane
+    operator = start_operator(namespace)
+    cp.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(run_manifest("sturdy", autoContinueToCD=True))
+    )
+    seen: list[str] = []
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        run = get_run(cp, namespace, "sturdy")
+        current = (run.get("status") or {}).get("currentStage")
+        if current and (not seen or seen[-1] != current):
+            seen.append(current)
+            operator.kill()
+            operator.start()
+        if (run.get("status") or {}).get("phase") == "AwaitingApproval":
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"the run did not reach AwaitingApproval; stages seen: {seen}\n{operator.log()[-3000:]}")
+    # Approve, and kill the operator at once: the approval lives in the spec, not in memory.
+    approve = '{"spec":{"approval":{"decision":"Approved","by":"night-shift"}}}'
+    cp.kubectl("patch", "cpr", "sturdy", "-n", namespace, "--type=merge", "-p", approve)
+    operator.kill()
+    operator.start()
+    run = wait_for(
+        cp, namespace, "sturdy", "deploy-staging",
+        lambda r: r["status"].get("currentStage") == "deploy-staging", operator_log=operator.log,
+    )  # fmt: skip
+    assert run["status"]["approval"]["decision"] == "Approved"
+    assert run["status"]["approval"]["by"] == "night-shift"
+    assert operator.starts >= 6, f"the operator was restarted only at {seen}"
+
+    # Exactly one Job per stage attempt, and no stage needed a second attempt.
+    by_stage: dict[str, list[str]] = {}
+    for job in jobs(cp, namespace):
+        labels = job["metadata"]["labels"]
+        by_stage.setdefault(labels["claimops.io/stage"], []).append(labels["claimops.io/attempt"])
+    assert by_stage == {s: ["1"] for s in (*CI_STAGES[1:], *CD_STAGES)}
