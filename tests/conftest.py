@@ -1,20 +1,23 @@
 """Fixtures shared by every test layer.
 
 The cluster layer's fixtures start a real control plane once per session
-(:mod:`tests.harness.control_plane`) and play the node for pods labelled
-``app.kubernetes.io/part-of=claimops`` (:mod:`tests.harness.node_standin`).
+(:mod:`tests.harness.control_plane`), play the node for pods labelled
+``app.kubernetes.io/part-of=claimops`` (:mod:`tests.harness.node_standin`), install
+ClaimOps' CRDs, start a real `mlflow server` and run the operator as a real process.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.harness.control_plane import ControlPlane, ControlPlaneError
+from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError
+from tests.harness.mlflow_server import MlflowServer, running_mlflow
 from tests.harness.node_standin import NodeStandIn
+from tests.harness.operator_process import OperatorProcess
 
 #: Pods the node stand-in runs: everything ClaimOps starts carries this label.
 STANDIN_SELECTOR = "app.kubernetes.io/part-of=claimops"
@@ -56,3 +59,51 @@ def node_standin(
     )
     with standin:
         yield standin
+
+
+CRD_NAMES = ("pipelineruns.claimops.io", "modeldeployments.claimops.io")
+
+
+@pytest.fixture(scope="session")
+def claimops_crds(control_plane: ControlPlane) -> tuple[str, ...]:
+    control_plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    for name in CRD_NAMES:
+        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    return CRD_NAMES
+
+
+@pytest.fixture(scope="session")
+def cluster_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    workdir = tmp_path_factory.mktemp("cluster-mlflow")
+    with running_mlflow(f"sqlite:///{workdir / 'mlflow.db'}", str(workdir / "artifacts"), workdir) as server:
+        yield server
+
+
+OperatorFactory = Callable[..., OperatorProcess]
+
+
+@pytest.fixture
+def start_operator(
+    control_plane: ControlPlane,
+    claimops_crds: tuple[str, ...],
+    cluster_mlflow: MlflowServer,
+    tmp_path: Path,
+) -> Iterator[OperatorFactory]:
+    """Start the operator for a namespace; every operator started is stopped after the test."""
+    started: list[OperatorProcess] = []
+
+    def start(namespace: str, **extra_env: str) -> OperatorProcess:
+        operator = OperatorProcess(
+            control_plane.kubeconfig,
+            namespace,
+            cluster_mlflow.url,
+            tmp_path / f"operator-{namespace}",
+            extra_env,
+        )
+        operator.workdir.mkdir(parents=True, exist_ok=True)
+        started.append(operator.start())
+        return operator
+
+    yield start
+    for operator in started:
+        operator.stop()

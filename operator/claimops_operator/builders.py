@@ -55,6 +55,23 @@ def common_labels(run: str, component: str) -> dict[str, str]:
     }
 
 
+def pod_env(config: OperatorConfig, own: dict[str, str]) -> list[dict[str, Any]]:
+    """Environment of every pod running the stage image: MLflow, a writable home, the
+    configured extras and Secret references, then the pod's own variables."""
+    env: list[dict[str, Any]] = [
+        {"name": "MLFLOW_TRACKING_URI", "value": config.mlflow_tracking_uri},
+        # Libraries that cache to $HOME (matplotlib, numba) need a writable home.
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
+    ]
+    env += [{"name": k, "value": v} for k, v in sorted({**config.stage_env, **own}.items())]
+    env += [
+        {"name": ref.env, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
+        for ref in config.mlflow_secret_env
+    ]
+    return env
+
+
 def stage_job(
     *,
     run: str,
@@ -68,20 +85,14 @@ def stage_job(
 ) -> dict[str, Any]:
     """The batch/v1 Job that runs one attempt of one stage."""
     labels = {**common_labels(run, "stage"), LABEL_STAGE: stage, LABEL_ATTEMPT: str(attempt)}
-    env: list[dict[str, Any]] = [
-        {"name": "MLFLOW_TRACKING_URI", "value": config.mlflow_tracking_uri},
-        {"name": TERMINATION_MESSAGE_PATH_ENV, "value": DEFAULT_TERMINATION_MESSAGE_PATH},
-        {"name": "CLAIMOPS_PIPELINE_RUN", "value": run},
-        {"name": "CLAIMOPS_STAGE_ATTEMPT", "value": str(attempt)},
-        # Libraries that cache to $HOME (matplotlib, numba) need a writable home.
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "MPLCONFIGDIR", "value": "/tmp/matplotlib"},
-    ]
-    env += [{"name": k, "value": v} for k, v in sorted(config.stage_env.items())]
-    env += [
-        {"name": ref.env, "valueFrom": {"secretKeyRef": {"name": ref.secret, "key": ref.key}}}
-        for ref in config.mlflow_secret_env
-    ]
+    env = pod_env(
+        config,
+        {
+            TERMINATION_MESSAGE_PATH_ENV: DEFAULT_TERMINATION_MESSAGE_PATH,
+            "CLAIMOPS_PIPELINE_RUN": run,
+            "CLAIMOPS_STAGE_ATTEMPT": str(attempt),
+        },
+    )
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -139,3 +150,138 @@ def model_deployment(*, run: str, namespace: str, role: str, model_name: str, ve
         },
         "spec": {"role": role, "model": {"name": model_name, "version": version}},
     }
+
+
+LABEL_MODEL_DEPLOYMENT = f"{GROUP}/model-deployment"
+SPEC_HASH = f"{GROUP}/spec-hash"
+RESTART_TOKEN = f"{GROUP}/restart-token"
+MODEL_SERVER_PORT = 8080
+
+
+def model_server_labels(mdep_name: str, role: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "claimops-model-server",
+        "app.kubernetes.io/instance": mdep_name,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/component": "model-server",
+        LABEL_MODEL_DEPLOYMENT: mdep_name,
+        LABEL_ROLE: role,
+    }
+
+
+def model_server_selector(mdep_name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "claimops-model-server", LABEL_MODEL_DEPLOYMENT: mdep_name}
+
+
+def model_server_deployment(
+    *,
+    mdep: dict[str, Any],
+    version: str | None,
+    alias: str | None,
+    restart_token: str,
+    spec_hash: str,
+    config: OperatorConfig,
+) -> dict[str, Any]:
+    """The Deployment of the model server a ModelDeployment asks for."""
+    meta, spec = mdep["metadata"], mdep["spec"]
+    name, role = meta["name"], spec["role"]
+    args = ["--model-name", spec["model"]["name"]]
+    args += ["--model-version", version] if version else ["--model-alias", str(alias)]
+    ab = spec.get("abTest")
+    if ab:
+        args += ["--ab-challenger-version", str(ab["challengerVersion"])]
+        args += ["--ab-traffic-percent", str(ab["trafficPercent"])]
+    labels = model_server_labels(name, role)
+    probe_port: dict[str, Any] = {"port": "http"}
+    resources = spec.get("resources") or {
+        "requests": {"cpu": "100m", "memory": "384Mi"},
+        "limits": {"memory": "1Gi"},
+    }
+    env = pod_env(config, {"CLAIMOPS_PORT": str(MODEL_SERVER_PORT)})
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": POD_SECURITY_CONTEXT,
+        "containers": [
+            {
+                "name": "model-server",
+                "image": spec.get("image") or config.stage_image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": ["python", "-m", "claimops_stages.serving"],
+                "args": args,
+                "env": env,
+                "ports": [{"name": "http", "containerPort": MODEL_SERVER_PORT}],
+                # Loading a model from MLflow takes seconds; traffic only once it is loaded.
+                "startupProbe": {
+                    "httpGet": {"path": "/health", **probe_port},
+                    "periodSeconds": 2,
+                    "failureThreshold": 60,
+                },
+                "readinessProbe": {"httpGet": {"path": "/ready", **probe_port}, "periodSeconds": 5},
+                "livenessProbe": {"httpGet": {"path": "/health", **probe_port}, "periodSeconds": 10},
+                "resources": resources,
+                "securityContext": CONTAINER_SECURITY_CONTEXT,
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+            }
+        ],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "annotations": {SPEC_HASH: spec_hash},
+        },
+        "spec": {
+            "replicas": int(spec.get("replicas", 1)),
+            "selector": {"matchLabels": model_server_selector(name)},
+            # Keep serving during a rollout: a new replica must be ready before an old one goes.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "progressDeadlineSeconds": 600,
+            "template": {
+                "metadata": {"labels": labels, "annotations": {RESTART_TOKEN: restart_token}},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def model_server_service(mdep: dict[str, Any]) -> dict[str, Any]:
+    meta = mdep["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "labels": model_server_labels(meta["name"], mdep["spec"]["role"]),
+        },
+        "spec": {
+            "selector": model_server_selector(meta["name"]),
+            "ports": [{"name": "http", "port": MODEL_SERVER_PORT, "targetPort": "http"}],
+        },
+    }
+
+
+def rollback_job(
+    *, mdep_name: str, namespace: str, job_name: str, inputs: StageInputs, config: OperatorConfig
+) -> dict[str, Any]:
+    """The Job of the `rollback` stage for a ModelDeployment (moves the champion alias back)."""
+    job = stage_job(
+        run=mdep_name,
+        namespace=namespace,
+        stage="rollback",
+        attempt=1,
+        job_name=job_name,
+        inputs=inputs,
+        deadline_seconds=600,
+        config=config,
+    )
+    # Owned by the ModelDeployment, not by a PipelineRun: relabel so the right controller hears it.
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        labels.pop(LABEL_RUN)
+        labels[LABEL_MODEL_DEPLOYMENT] = mdep_name
+    return job

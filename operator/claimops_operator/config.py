@@ -69,8 +69,8 @@ class OperatorConfig:
     stage_memory_limit: str = "2Gi"
     #: How many PipelineRuns are reconciled at once (each reconcile is a few API calls).
     max_concurrent_reconciles: int = 20
-    #: When false, runs end after deploy-staging (no ModelDeployment controller yet).
-    serving_enabled: bool = False
+    #: When false, runs end after deploy-staging (for clusters that cannot run model servers).
+    serving_enabled: bool = True
     metrics_port: int = 8080
     #: Kopf's liveness endpoint (/healthz); 0 turns it off.
     health_port: int = 8081

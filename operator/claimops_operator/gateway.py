@@ -16,9 +16,19 @@ from kubernetes.client.exceptions import ApiException
 
 from claimops_stages.contract import StageResult
 
-from .builders import GROUP, LABEL_ATTEMPT, LABEL_RUN, LABEL_STAGE, MANAGED_BY, VERSION
+from .builders import (
+    GROUP,
+    LABEL_ATTEMPT,
+    LABEL_MODEL_DEPLOYMENT,
+    LABEL_RUN,
+    LABEL_STAGE,
+    MANAGED_BY,
+    SPEC_HASH,
+    VERSION,
+)
 from .metrics import API_WRITES
 from .pipeline import JobState, ObservedDeployment, ObservedJob
+from .serving import ObservedRollout
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +70,7 @@ class KubernetesGateway:
         self.batch: Any = client.BatchV1Api(api_client)
         self.core: Any = client.CoreV1Api(api_client)
         self.custom: Any = client.CustomObjectsApi(api_client)
+        self.apps: Any = client.AppsV1Api(api_client)
         # A finished Job's result never changes: read its pod once.
         self._results: dict[str, StageResult | None] = {}
 
@@ -85,7 +96,15 @@ class KubernetesGateway:
         return items
 
     def observed_jobs(self, namespace: str, run: str) -> list[ObservedJob]:
-        selector = f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}"
+        """The stage Jobs of a PipelineRun."""
+        return self._observe_jobs(namespace, f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}")
+
+    def rollback_jobs(self, namespace: str, model_deployment: str) -> list[ObservedJob]:
+        """The rollback Jobs of a ModelDeployment."""
+        selector = f"{LABEL_MODEL_DEPLOYMENT}={model_deployment},app.kubernetes.io/managed-by={MANAGED_BY}"
+        return self._observe_jobs(namespace, selector)
+
+    def _observe_jobs(self, namespace: str, selector: str) -> list[ObservedJob]:
         jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
         observed = []
         for job in jobs:
@@ -147,6 +166,40 @@ class KubernetesGateway:
             )
         return deployments
 
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            mdep: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, MODELDEPLOYMENTS, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return mdep
+
+    def observed_rollout(self, namespace: str, name: str) -> ObservedRollout | None:
+        try:
+            deployment = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        status = deployment.status
+        progressing = _condition(status.conditions if status else None, "Progressing")
+        failure = None
+        if progressing is not None and progressing.status == "False":
+            failure = f"{progressing.reason}: {progressing.message}"
+        return ObservedRollout(
+            generation=deployment.metadata.generation or 0,
+            observed_generation=(status.observed_generation if status else 0) or 0,
+            replicas=deployment.spec.replicas or 0,
+            ready_replicas=(status.ready_replicas if status else 0) or 0,
+            updated_replicas=(status.updated_replicas if status else 0) or 0,
+            available_replicas=(status.available_replicas if status else 0) or 0,
+            spec_hash=(deployment.metadata.annotations or {}).get(SPEC_HASH, ""),
+            failure=failure,
+        )
+
     # -- writes (each counted: the bench reports API writes per run) --
 
     def create_job(self, manifest: Mapping[str, Any]) -> bool:
@@ -185,6 +238,31 @@ class KubernetesGateway:
             _content_type="application/apply-patch+yaml",
         )
         API_WRITES.labels(verb="apply", resource="modeldeployments").inc()
+
+    def apply(self, manifest: Mapping[str, Any]) -> None:
+        """Server-side apply of a Deployment or Service (field manager claimops-operator)."""
+        kind, meta = manifest["kind"], manifest["metadata"]
+        api, method = {
+            "Deployment": (self.apps, "patch_namespaced_deployment"),
+            "Service": (self.core, "patch_namespaced_service"),
+        }[kind]
+        getattr(api, method)(
+            meta["name"],
+            meta["namespace"],
+            manifest,
+            field_manager=MANAGED_BY,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        API_WRITES.labels(verb="apply", resource=kind.lower() + "s").inc()
+
+    def patch_model_deployment_status(
+        self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, MODELDEPLOYMENTS, name, {"status": merge_patch(old, new)}
+        )
+        API_WRITES.labels(verb="patch", resource="modeldeployments/status").inc()
 
     def patch_run_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]

@@ -152,6 +152,10 @@ RETRY_MAX_SECONDS = 300.0
 #: How often to look at the staging ModelDeployment while waiting for it (safety net: the
 #: handler should also reconcile when the ModelDeployment changes).
 DEPLOYMENT_POLL_SECONDS = 10.0
+#: Job stages that need the candidate served in a role before their Job starts.
+SERVE_BEFORE: Mapping[str, str] = {"shadow-monitor": "shadow"}
+#: Job stages that are done only once the candidate serves in a role after their Job.
+SERVE_AFTER: Mapping[str, str] = {"promote-production": "production"}
 
 # Keys stage results use; the operator copies them into status.evaluation / status.shadow /
 # status.mlflow. The stage code must report exactly these.
@@ -571,6 +575,8 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
         if entry.get("state") in (StageState.PENDING, StageState.WAITING):
             if entry["name"] == CD_ENTRY_STAGE and (step := _cd_gate(ctx, entry)) is not None:
                 return step
+            if (step := _serve_before(ctx, entry)) is not None:
+                return step
             return _start_job(ctx, entry, 1)
         if entry.get("reason") == RETRY_BACKOFF:  # the failed Job is gone: retry now
             return _start_job(ctx, entry, attempt + 1)
@@ -586,6 +592,12 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
         return Step.WAIT
     result = observed.result
     if observed.state == "Succeeded" and result is not None and result.passed:
+        if (role := SERVE_AFTER.get(entry["name"])) is not None:
+            version = _candidate_version(ctx, entry)
+            if version is None:
+                return Step.STOP
+            if (step := _wait_until_serving(ctx, entry, role, version)) is not None:
+                return step
         return _job_succeeded(ctx, entry, observed, result)
     return _job_failed(ctx, entry, observed)
 
@@ -622,12 +634,9 @@ def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
 
 def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
     """deploy-staging: apply the staging ModelDeployment, wait until it serves the candidate."""
-    version = ctx.entry(CD_ENTRY_STAGE).get("modelVersion")
-    if not version:
-        message = f"{CD_ENTRY_STAGE} reported no model version to deploy"
-        _stage_failed(ctx, entry, Reason.INVALID_INPUT, message)
+    version = _candidate_version(ctx, entry)
+    if version is None:
         return Step.STOP
-    observed = ctx.deployments.get(STAGING_ROLE)
     if entry.get("state") == StageState.PENDING:
         entry.update(state=StageState.RUNNING, startedAt=ctx.stamp, attempt=1)
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: deploying version {version} to staging")
@@ -637,33 +646,76 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
             RunReason.DEPLOYING,
             f"Deploying version {version} to staging",
         )
+    step = _wait_until_serving(ctx, entry, STAGING_ROLE, version)
+    if step is not None:
+        return step
+    observed = ctx.deployments[STAGING_ROLE]
+    entry.update(
+        state=StageState.SUCCEEDED,
+        finishedAt=ctx.stamp,
+        reason=RunReason.STAGING_READY,
+        message=f"Staging serves version {version}",
+        outputs={
+            k: v for k, v in {"role": STAGING_ROLE, "version": version, "url": observed.url}.items() if v
+        },
+    )
+    ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
+    ctx.condition(
+        ConditionType.DEPLOYED,
+        ConditionStatus.TRUE,
+        RunReason.STAGING_READY,
+        f"Staging serves version {version}",
+    )
+    return Step.ADVANCE
+
+
+def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+    """For a Job stage that needs a model server first (shadow-monitor): None once the role
+    serves the candidate, else the wait (the stage shows Waiting meanwhile)."""
+    role = SERVE_BEFORE.get(entry["name"])
+    if role is None:
+        return None
+    version = _candidate_version(ctx, entry)
+    if version is None:
+        return Step.STOP
+    if entry.get("state") == StageState.PENDING:
+        entry.update(state=StageState.WAITING, startedAt=ctx.stamp)
+        ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: serving version {version} as {role}")
+    return _wait_until_serving(ctx, entry, role, version)
+
+
+def _candidate_version(ctx: _Context, entry: dict[str, Any]) -> str | None:
+    """The version full-train registered; fails the stage when there is none."""
+    version = ctx.entry(CD_ENTRY_STAGE).get("modelVersion")
+    if not version:
+        _stage_failed(
+            ctx, entry, Reason.INVALID_INPUT, f"{CD_ENTRY_STAGE} reported no model version to deploy"
+        )
+        return None
+    return str(version)
+
+
+def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version: str) -> Step | None:
+    """None once the `role` ModelDeployment is Ready on `version`; until then the actions that
+    get it there and WAIT, or STOP when the stage's time is up."""
+    observed = ctx.deployments.get(role)
     if observed is not None and observed.ready and observed.serving_version == version:
-        entry.update(
-            state=StageState.SUCCEEDED,
-            finishedAt=ctx.stamp,
-            reason=RunReason.STAGING_READY,
-            message=f"Staging serves version {version}",
-            outputs={
-                k: v for k, v in {"role": STAGING_ROLE, "version": version, "url": observed.url}.items() if v
-            },
-        )
-        ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
-        ctx.condition(
-            ConditionType.DEPLOYED,
-            ConditionStatus.TRUE,
-            RunReason.STAGING_READY,
-            f"Staging serves version {version}",
-        )
-        return Step.ADVANCE
+        return None
     detail = f" ({observed.reason}: {observed.message})" if observed and observed.reason else ""
     deadline = _started(ctx, entry) + timedelta(seconds=ctx.spec.stage_seconds)
     if ctx.now >= deadline:
-        message = f"Staging did not serve version {version} within {ctx.spec.stage_seconds}s{detail}"
+        message = f"The {role} ModelDeployment did not serve version {version} within {ctx.spec.stage_seconds}s{detail}"
         _stage_failed(ctx, entry, RunReason.STAGE_TIMEOUT, message)
         return Step.STOP
-    if observed is None or observed.serving_version != version:
-        ctx.actions.append(ApplyModelDeployment(STAGING_ROLE, ctx.spec.model_name, version, ctx.run.name))
-    entry["message"] = f"Waiting for staging to serve version {version}{detail}"
+    # Apply once per version, and again only when the ModelDeployment is gone or settled on
+    # another version (someone changed it back): each server-side apply is an API write.
+    requested = f"{role}-requested"
+    outputs = entry.setdefault("outputs", {})
+    settled_elsewhere = observed is not None and observed.ready and observed.serving_version != version
+    if observed is None or outputs.get(requested) != version or settled_elsewhere:
+        ctx.actions.append(ApplyModelDeployment(role, ctx.spec.model_name, version, ctx.run.name))
+        outputs[requested] = version
+    entry["message"] = f"Waiting for {role} to serve version {version}{detail}"
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
     ctx.requeue_in(min((deadline - ctx.now).total_seconds(), DEPLOYMENT_POLL_SECONDS))
     return Step.WAIT

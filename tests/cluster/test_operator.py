@@ -1,9 +1,8 @@
 """The operator on the real control plane, with the node stand-in running the real stage code
-against a real `mlflow server`.
+and the real model servers against a real `mlflow server`.
 
-Simulated here (and only here): the ModelDeployment controller comes with the model-serving
-issue, so a test that needs staging to become Ready writes the ModelDeployment's status
-itself, as that controller will.
+What the node stand-in simulates is listed in tests/harness/node_standin.py (no container
+images; processes on local ports; Service URLs rewritten to those ports).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
-from tests.cluster.conftest import OperatorFactory
+from tests.conftest import OperatorFactory
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.node_standin import NodeStandIn
 
@@ -90,8 +89,9 @@ def jobs(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
 def test_apply_continue_approve_runs_every_stage_to_staging(
     control_plane: ControlPlane, namespace: str, node_standin: NodeStandIn, start_operator: OperatorFactory
 ) -> None:
+    """With serving turned off in the operator, a run ends once staging serves the candidate."""
     cp = control_plane
-    operator = start_operator(namespace)
+    operator = start_operator(namespace, CLAIMOPS_SERVING_ENABLED="false")
     # The example as a user applies it, only renamed into the test's namespace.
     cp.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
@@ -139,10 +139,13 @@ def test_apply_continue_approve_runs_every_stage_to_staging(
         "model": {"name": "claim-settlement", "version": "1"},
         "replicas": 1,
     }
-
-    # Simulated ModelDeployment controller (next issue): report staging Ready on version 1.
-    _report_ready(cp, namespace, staging, version="1")
-    cp.kubectl("wait", "--for=condition=Succeeded", f"cpr/{name}", "-n", namespace, "--timeout=120s")
+    # The ModelDeployment controller rolls a real model server out (run by the node stand-in).
+    cp.kubectl("wait", "--for=condition=Succeeded", f"cpr/{name}", "-n", namespace, "--timeout=180s")
+    staging = json.loads(
+        cp.kubectl("get", "mdep", "claim-settlement-staging", "-n", namespace, "-o", "json").stdout
+    )
+    assert staging["status"]["servingVersion"] == "1"
+    assert staging["status"]["readyReplicas"] == 1
     run = get_run(cp, namespace, name)
     assert condition(run, "Succeeded")["reason"] == "DeployedToStaging"
     assert "not available yet" in condition(run, "Succeeded")["message"]
@@ -154,31 +157,6 @@ def test_apply_continue_approve_runs_every_stage_to_staging(
         "get", "events", "-n", namespace, f"--field-selector=involvedObject.name={name}"
     ).stdout
     assert "StageSucceeded" in events
-
-
-def _report_ready(cp: ControlPlane, namespace: str, mdep: dict[str, Any], version: str) -> None:
-    status = {
-        "status": {
-            "observedGeneration": mdep["metadata"]["generation"],
-            "servingVersion": version,
-            "readyReplicas": 1,
-            "url": f"http://{mdep['metadata']['name']}.{namespace}.svc:8080",
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "Serving",
-                    "message": "simulated by the test",
-                    "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "observedGeneration": mdep["metadata"]["generation"],
-                }
-            ],
-        }
-    }
-    cp.kubectl(
-        "patch", "mdep", mdep["metadata"]["name"], "-n", namespace,
-        "--subresource=status", "--type=merge", "-p", json.dumps(status),
-    )  # fmt: skip
 
 
 def test_rejected_run_ends_rejected_with_nothing_deployed(

@@ -454,9 +454,17 @@ class ControlPlane:
     # -- clients --
 
     def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this control plane (text in, text out)."""
+        """Run the real kubectl against this control plane (text in, text out).
+
+        Without `timeout`, a `--timeout=` argument (kubectl wait) plus a margin bounds the call,
+        else 60 s."""
+        if timeout is None:
+            timeout = 60.0
+            for arg in args:
+                if arg.startswith("--timeout=") and arg[-1] in "sm" and arg[10:-1].isdigit():
+                    timeout = int(arg[10:-1]) * (60 if arg[-1] == "m" else 1) + 30.0
         result = subprocess.run(
             [str(binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
             input=input,

@@ -16,6 +16,11 @@ What is simulated, and how:
   it back like the kubelet would, including ``FallbackToLogsOnError``.
 - Pods are not bound to a node; a deleted pod's process is killed.
 - Logs are kept per pod and are available from :meth:`NodeStandIn.logs`.
+- Networking: a pod that declares container ports gets a free local port, passed in
+  ``CLAIMOPS_PORT``; its ``readinessProbe`` (httpGet) is polled on that port and the pod turns
+  Ready when it answers, so Deployments roll out as on a node. Cluster DNS is simulated by
+  rewriting ``http://<service>.<namespace>.svc[.cluster.local]:<port>`` in a pod's args and env
+  to the local port of a Ready pod behind that Service.
 """
 
 from __future__ import annotations
@@ -25,11 +30,15 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +48,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from claimops_stages.contract import TERMINATION_MESSAGE_PATH_ENV
+from tests.harness.control_plane import free_port
 
 log = logging.getLogger("node-standin")
 
@@ -52,6 +62,12 @@ MAX_TERMINATION_MESSAGE = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 PYTHON_COMMANDS = {"python", "python3"}
+#: Where a pod's server is told to listen (the stage image's servers read it).
+PORT_ENV = "CLAIMOPS_PORT"
+SERVICE_URL = re.compile(
+    r"http://(?P<service>[a-z0-9]([-a-z0-9]*[a-z0-9])?)\.(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
+    r"\.svc(\.cluster\.local)?(:(?P<port>\d+))?"
+)
 
 
 def _now() -> str:
@@ -68,6 +84,10 @@ class PodRun:
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
     exit_code: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    #: The local port the pod's server listens on (pods that declare container ports).
+    port: int | None = None
+    ready: bool = False
     deleted: bool = False
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -186,7 +206,13 @@ class NodeStandIn:
             return
         if run is not None or (pod.status and pod.status.phase in ("Succeeded", "Failed")):
             return
-        run = PodRun(pod.metadata.namespace, pod.metadata.name, uid, self.workdir / uid)
+        run = PodRun(
+            pod.metadata.namespace,
+            pod.metadata.name,
+            uid,
+            self.workdir / uid,
+            labels=dict(pod.metadata.labels or {}),
+        )
         run.workdir.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self.runs[uid] = run
@@ -203,13 +229,21 @@ class NodeStandIn:
         except (ValueError, ApiException) as exc:
             self._finish(pod, run, container.name, 128, "ContainerCannotRun", str(exc), started)
             return
+        probe = container.readiness_probe.http_get if container.readiness_probe else None
+        if probe is None:
+            run.ready = True  # no readiness probe: Ready once running, as on a node
+        running = {"running": {"startedAt": started}}
         self._patch_status(
             pod,
             {
                 "phase": "Running",
                 "startTime": started,
-                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": started}],
-                "containerStatuses": [self._container_status(container, {"running": {"startedAt": started}})],
+                "podIP": "127.0.0.1",
+                "conditions": [
+                    {"type": "Ready", "status": str(run.ready), "lastTransitionTime": started},
+                    {"type": "ContainersReady", "status": str(run.ready), "lastTransitionTime": started},
+                ],
+                "containerStatuses": [self._container_status(container, running, ready=run.ready)],
             },
         )
         with run.log_path.open("wb") as out:
@@ -228,6 +262,13 @@ class NodeStandIn:
                 return
             if run.deleted:
                 self._kill(run)
+            if probe is not None and run.port is not None:
+                threading.Thread(
+                    target=self._probe_until_ready,
+                    args=(pod, run, container, str(probe.path or "/"), running),
+                    name=f"probe-{run.name}",
+                    daemon=True,
+                ).start()
             code = run.process.wait()
         run.exit_code = code if code >= 0 else 128 - code  # a signal n reads as 128+n, like a kubelet
         if run.deleted:
@@ -238,6 +279,33 @@ class NodeStandIn:
             pod, run, container.name, run.exit_code, "Completed" if code == 0 else "Error", message, started
         )
 
+    def _probe_until_ready(
+        self, pod: Pod, run: PodRun, container: Any, path: str, running: dict[str, Any]
+    ) -> None:
+        url = f"http://127.0.0.1:{run.port}{path}"
+        while run.process is not None and run.process.poll() is None and not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if 200 <= response.status < 400:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.3)
+        else:
+            return
+        run.ready = True
+        now = _now()
+        self._patch_status(
+            pod,
+            {
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                ],
+                "containerStatuses": [self._container_status(container, running, ready=True)],
+            },
+        )
+
     def _argv(self, container: Any) -> list[str]:
         argv = list(container.command or []) + list(container.args or [])
         if not container.command:
@@ -246,7 +314,7 @@ class NodeStandIn:
             )
         if argv[0] in PYTHON_COMMANDS:
             argv[0] = sys.executable
-        return argv
+        return [self.resolve_services(arg) for arg in argv]
 
     def _env(self, pod: Pod, container: Any) -> dict[str, str]:
         env: dict[str, str] = {
@@ -271,9 +339,40 @@ class NodeStandIn:
         for var in container.env or []:
             env[var.name] = self._env_value(pod, var)
         env[TERMINATION_MESSAGE_PATH_ENV] = str(self.workdir / pod.metadata.uid / "termination-log")
+        if container.ports:
+            run = self.runs[pod.metadata.uid]
+            run.port = free_port()
+            env[PORT_ENV] = str(run.port)
+        env = {k: self.resolve_services(v) for k, v in env.items()}
         if self.env_override:
             env = self.env_override(pod.to_dict(), env)
         return env
+
+    def resolve_services(self, text: str) -> str:
+        """Rewrite in-cluster Service URLs to the local port of a Ready pod behind them."""
+        return SERVICE_URL.sub(self._local_url, text)
+
+    def _local_url(self, match: re.Match[str]) -> str:
+        service, namespace = match.group("service"), match.group("namespace")
+        try:
+            selector = self.core.read_namespaced_service(service, namespace).spec.selector or {}
+        except ApiException:
+            return match.group(0)
+        with self._lock:
+            backends = [
+                r
+                for r in self.runs.values()
+                if r.namespace == namespace
+                and r.ready
+                and r.port is not None
+                and not r.deleted
+                and r.process is not None
+                and r.process.poll() is None
+                and all(r.labels.get(k) == v for k, v in selector.items())
+            ]
+        if not backends:
+            return match.group(0)
+        return f"http://127.0.0.1:{backends[-1].port}"
 
     def _env_value(self, pod: Pod, var: Any) -> str:
         if var.value_from is None:
@@ -319,12 +418,12 @@ class NodeStandIn:
             message = b"\n".join(lines)[-FALLBACK_LOG_BYTES:].decode(errors="replace")
         return message
 
-    def _container_status(self, container: Any, state: dict[str, Any]) -> dict[str, Any]:
+    def _container_status(self, container: Any, state: dict[str, Any], ready: bool = False) -> dict[str, Any]:
         return {
             "name": container.name,
             "image": container.image,
             "imageID": "",
-            "ready": "running" in state,
+            "ready": ready,
             "restartCount": 0,
             "started": "running" in state,
             "state": state,

@@ -24,6 +24,7 @@ from claimops_operator.naming import MAX_NAME_LENGTH, job_name
 from claimops_operator.pipeline import (
     EVALUATION_METRICS,
     LINEAR_STAGES,
+    SERVE_BEFORE,
     Action,
     ApplyModelDeployment,
     CreateJob,
@@ -128,10 +129,15 @@ def nojob(
     )
 
 
+def served(
+    role: str, ready: bool, version: str | None, reason: str = "Ready", message: str = ""
+) -> ObservedDeployment:
+    url = f"http://claim-settlement-{role}.claims:8080"
+    return ObservedDeployment(role, ready, version, reason, message, url=url)
+
+
 def staging(ready: bool, version: str | None, reason: str = "Ready", message: str = "") -> ObservedDeployment:
-    return ObservedDeployment(
-        "staging", ready, version, reason, message, url="http://claim-settlement-staging.claims:8080"
-    )
+    return served("staging", ready, version, reason, message)
 
 
 def merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -184,13 +190,16 @@ def drive(at: str, spec: Mapping[str, Any], serving: bool = True) -> World:
             at == "end" and decision.requeue_after is None and world.status["phase"] == "Succeeded"
         ):
             return world
-        if current["name"] == at and current["state"] in ("Running", "Waiting"):
+        # Stop in a gate's wait, or once a Job stage runs (not while it waits for a model server).
+        waiting_at_gate = current["state"] == "Waiting" and current["name"] not in SERVE_BEFORE
+        if current["name"] == at and (current["state"] == "Running" or waiting_at_gate):
             return world
         for action in decision.actions:
             if isinstance(action, CreateJob):
                 world.jobs.append(job(action.stage, action.attempt))
             elif isinstance(action, ApplyModelDeployment):
-                world.deployments["staging"] = staging(True, action.version)
+                # A ModelDeployment controller that rolls out at once.
+                world.deployments[action.role] = served(action.role, True, action.version)
     raise AssertionError(f"the run never reached {at!r}: {world.status}")
 
 
@@ -204,6 +213,7 @@ class Obs:
 
     jobs: list[ObservedJob] = field(default_factory=list)
     after: float = 0.0
+    deployed: dict[str, ObservedDeployment] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,6 +225,8 @@ class Case:
     jobs: list[ObservedJob] = field(default_factory=list)
     gone: list[str] = field(default_factory=list)  # Jobs deleted (TTL, by hand) before the last call
     staging: ObservedDeployment | None = None
+    #: Other roles' ModelDeployments as observed at the last call (shadow, production).
+    deployed: dict[str, ObservedDeployment] = field(default_factory=dict)
     after: float = 0.0
     serving: bool = True
     # Expectations.
@@ -249,6 +261,7 @@ def play(case: Case) -> tuple[World, Decision]:
     world = drive(case.at, spec, case.serving)
     for obs in case.history:
         world.jobs.extend(obs.jobs)
+        world.deployments.update(obs.deployed)
         now = T0 + timedelta(seconds=obs.after)
         world.status = decide(
             RUN, spec, world.status, world.jobs, world.deployments, now, case.serving
@@ -256,6 +269,7 @@ def play(case: Case) -> tuple[World, Decision]:
     world.jobs = [j for j in world.jobs if j.name not in case.gone] + case.jobs
     if case.staging is not None:
         world.deployments["staging"] = case.staging
+    world.deployments.update(case.deployed)
     now = T0 + timedelta(seconds=case.after)
     return world, decide(RUN, spec, world.status, world.jobs, world.deployments, now, case.serving)
 
@@ -319,9 +333,23 @@ CASES: list[Case] = [
         ]
     ],
     Case(
-        "promote-production-succeeds-and-run-succeeds",
+        "promote-production-job-done-then-production-is-pointed-at-the-candidate",
         at="promote-production",
         jobs=[job("promote-production")],
+        stage="promote-production",
+        states={"promote-production": "Running"},
+        fields={
+            "promote-production": {"message": "Waiting for production to serve version 7 (Ready: serving 6)"}
+        },
+        actions=[("Apply", "production", "7")],
+        conditions={"Succeeded": ("Unknown", "Running")},
+        requeue=10,
+    ),
+    Case(
+        "promote-production-succeeds-once-production-serves-the-candidate",
+        at="promote-production",
+        jobs=[job("promote-production")],
+        deployed={"production": served("production", True, "7")},
         phase="Succeeded",
         stage="promote-production",
         states=dict.fromkeys(LINEAR_STAGES, "Succeeded"),
@@ -492,15 +520,43 @@ CASES: list[Case] = [
         requeue=10,
     ),
     Case(
-        "deploy-staging-ready-starts-shadow-monitor",
+        "deploy-staging-ready-puts-the-candidate-in-shadow",
         at="deploy-staging",
         staging=staging(True, "7"),
         after=30,
         stage="shadow-monitor",
-        states={"deploy-staging": "Succeeded", "shadow-monitor": "Running"},
-        actions=[("CreateJob", "demo-shadow-monitor-1")],
+        states={"deploy-staging": "Succeeded", "shadow-monitor": "Waiting"},
+        actions=[("Apply", "shadow", "7")],
         events=[f"{N}/StageSucceeded", f"{N}/StageStarted"],
         conditions={"Deployed": ("True", "StagingReady"), "Succeeded": ("Unknown", "Running")},
+        requeue=10,
+    ),
+    Case(
+        "shadow-ready-starts-the-shadow-monitor-job",
+        at="deploy-staging",
+        staging=staging(True, "7"),
+        deployed={"shadow": served("shadow", True, "7")},
+        after=30,
+        stage="shadow-monitor",
+        states={"deploy-staging": "Succeeded", "shadow-monitor": "Running"},
+        actions=[("CreateJob", "demo-shadow-monitor-1")],
+        events=[f"{N}/StageSucceeded", f"{N}/StageStarted", f"{N}/StageStarted"],
+        conditions={"Deployed": ("True", "StagingReady"), "Succeeded": ("Unknown", "Running")},
+    ),
+    Case(
+        "shadow-that-never-gets-ready-times-out",
+        at="deploy-staging",
+        # Staging gets ready at T0: shadow-monitor starts waiting for the shadow.
+        history=[Obs(deployed={"staging": staging(True, "7")})],
+        spec="timeouts: {stageSeconds: 300}",
+        deployed={"shadow": served("shadow", False, "7", "Progressing", "CrashLoopBackOff")},
+        after=301,
+        phase="Failed",
+        stage="shadow-monitor",
+        states={"shadow-monitor": "Failed", "promote-production": "Skipped"},
+        fields={"shadow-monitor": {"reason": "StageTimeout"}},
+        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        conditions={"Succeeded": ("False", "StageTimeout")},
     ),
     Case(
         "deploy-staging-times-out",
@@ -1069,10 +1125,11 @@ def test_inputs_carry_what_earlier_stages_produced() -> None:
     spec = spec_of("{continueToCD: true, approval: {decision: Approved, by: ada}}")
     world = drive("deploy-staging", spec)
     world.deployments["staging"] = staging(True, "7")
+    world.deployments["shadow"] = served("shadow", True, "7")
     inputs = created(decide(RUN, spec, world.status, world.jobs, world.deployments, T0)).inputs
     assert (inputs.candidate_version, inputs.ci_run_id, inputs.requested_by) == ("7", "ci-run-1", "ada")
     assert inputs.production_url == "http://claim-settlement-production.claims:8080"
-    assert inputs.shadow_url == "http://claim-settlement-staging.claims:8080"
+    assert inputs.shadow_url == "http://claim-settlement-shadow.claims:8080"
     same = stage_inputs(RUN, spec, world.status, {**world.deployments, "shadow": staging(True, "7")})
     assert same.candidate_version == "7"
 

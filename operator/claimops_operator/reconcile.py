@@ -1,0 +1,297 @@
+"""Reconcilers: read what a resource owns, ask the pure decision function, carry actions out.
+
+One reconcile of a PipelineRun reads its Jobs (with their results) and the ModelDeployments of
+its model, calls :func:`claimops_operator.pipeline.decide` and applies the actions; one
+reconcile of a ModelDeployment reads its Deployment and rollback Job and calls
+:func:`claimops_operator.serving.decide_serving`. Reconciles of one object never overlap.
+Progress lives in the objects' status and in deterministically named children, so the operator
+keeps no state that a restart could lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from . import builders
+from .config import OperatorConfig
+from .gateway import KubernetesGateway
+from .metrics import RECONCILE_DURATION, RECONCILE_ERRORS, RUNS_BY_PHASE, STAGE_DURATION
+from .pipeline import (
+    ApplyModelDeployment,
+    CreateJob,
+    Decision,
+    DeleteJob,
+    EmitEvent,
+    ObservedJob,
+    RunRef,
+    decide,
+    is_terminal,
+)
+from .serving import (
+    ApplyServer,
+    CreateRollbackJob,
+    ServingDecision,
+    ServingEvent,
+    decide_serving,
+    rollback_job_name,
+)
+
+log = logging.getLogger("claimops.operator")
+
+#: How often every unfinished run is reconciled even without events (a safety net for a
+#: missed watch-event; the normal path is event-driven).
+RESYNC_SECONDS = 60.0
+ERROR_RETRY_SECONDS = 5.0
+
+Key = tuple[str, str]
+
+
+def _parse_time(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class _Serialized:
+    """Per-object locks, a bound on concurrent reconciles, and delayed re-runs."""
+
+    def __init__(self, limit: int) -> None:
+        self._locks: dict[Key, asyncio.Lock] = {}
+        self._requeues: dict[Key, asyncio.TimerHandle] = {}
+        self._slots = asyncio.Semaphore(limit)
+
+    async def run(
+        self, key: Key, kind: str, body: Callable[[], Awaitable[None]], again: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run `body` under the object's lock; on an error, `again` (the whole reconcile) later."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with self._slots, lock:
+            started = time.perf_counter()
+            try:
+                await body()
+            except Exception as exc:
+                # Come back later; the next watch-event or the requeue retries from scratch.
+                RECONCILE_ERRORS.labels(kind=f"{kind}:{type(exc).__name__}").inc()
+                log.exception(
+                    "reconcile of %s %s/%s failed; retrying in %.0f s", kind, *key, ERROR_RETRY_SECONDS
+                )
+                self.requeue(key, ERROR_RETRY_SECONDS, again)
+            finally:
+                RECONCILE_DURATION.observe(time.perf_counter() - started)
+
+    def requeue(self, key: Key, delay: float, again: Callable[[], Awaitable[None]]) -> None:
+        self.cancel(key)
+        loop = asyncio.get_running_loop()
+        self._requeues[key] = loop.call_later(max(delay, 0.05), lambda: asyncio.ensure_future(again()))
+
+    def cancel(self, key: Key) -> None:
+        handle = self._requeues.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def forget(self, key: Key) -> None:
+        self.cancel(key)
+        self._locks.pop(key, None)
+
+
+class RunReconciler:
+    """Reconciles PipelineRuns."""
+
+    def __init__(self, gateway: KubernetesGateway, settings: OperatorConfig) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self._serial = _Serialized(settings.max_concurrent_reconciles)
+        self._phases: dict[Key, str] = {}
+        self._seen_phases: set[str] = set()
+        self._timed_jobs: set[str] = set()
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        await self._serial.run(
+            (namespace, name),
+            "PipelineRun",
+            lambda: self._reconcile(namespace, name),
+            lambda: self.reconcile(namespace, name),
+        )
+
+    async def _reconcile(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        body = await asyncio.to_thread(self.gateway.get_run, namespace, name)
+        if body is None:
+            self.forget(namespace, name)
+            return
+        spec, status = body.get("spec", {}), body.get("status") or {}
+        if is_terminal(status) and status.get("observedGeneration") == body["metadata"].get("generation"):
+            self._track_phase(key, status)
+            return
+        jobs = await asyncio.to_thread(self.gateway.observed_jobs, namespace, name)
+        model_name = (spec.get("model") or {}).get("name", "claim-settlement")
+        deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name)
+        meta = body["metadata"]
+        decision = decide(
+            RunRef(
+                name, namespace, int(meta.get("generation", 1)), _parse_time(meta.get("creationTimestamp"))
+            ),
+            spec,
+            status,
+            jobs,
+            deployments,
+            datetime.now(UTC),
+            serving_enabled=self.settings.serving_enabled,
+        )
+        await self._carry_out(body, decision)
+        if decision.status != status:
+            await asyncio.to_thread(self.gateway.patch_run_status, namespace, name, status, decision.status)
+        self._observe_jobs(jobs)
+        self._track_phase(key, decision.status)
+        if decision.requeue_after is not None:
+            self._serial.requeue(key, decision.requeue_after, lambda: self.reconcile(namespace, name))
+
+    async def _carry_out(self, body: dict[str, Any], decision: Decision) -> None:
+        meta = body["metadata"]
+        namespace, name = meta["namespace"], meta["name"]
+        timeouts = body.get("spec", {}).get("timeouts") or {}
+        for action in decision.actions:
+            if isinstance(action, CreateJob):
+                manifest = builders.stage_job(
+                    run=name,
+                    namespace=namespace,
+                    stage=action.stage,
+                    attempt=action.attempt,
+                    job_name=action.job_name,
+                    inputs=action.inputs,
+                    deadline_seconds=int(timeouts.get("stageSeconds", 1800)),
+                    config=self.settings,
+                )
+                kopf.append_owner_reference(manifest, owner=cast(Any, body))  # kopf takes plain dicts
+                created = await asyncio.to_thread(self.gateway.create_job, manifest)
+                log.info("job %s %s", action.job_name, "created" if created else "already exists")
+            elif isinstance(action, DeleteJob):
+                await asyncio.to_thread(self.gateway.delete_job, namespace, action.job_name)
+            elif isinstance(action, ApplyModelDeployment):
+                manifest = builders.model_deployment(
+                    run=action.run_name,
+                    namespace=namespace,
+                    role=action.role,
+                    model_name=action.model_name,
+                    version=action.version,
+                )
+                await asyncio.to_thread(self.gateway.apply_model_deployment, manifest)
+            elif isinstance(action, EmitEvent):
+                kopf.event(cast(Any, body), type=action.type, reason=action.reason, message=action.message)
+
+    def _observe_jobs(self, jobs: list[ObservedJob]) -> None:
+        for job in jobs:
+            if (
+                job.state != "Active"
+                and job.name not in self._timed_jobs
+                and job.started_at
+                and job.finished_at
+            ):
+                self._timed_jobs.add(job.name)
+                seconds = (job.finished_at - job.started_at).total_seconds()
+                STAGE_DURATION.labels(stage=job.stage, result=job.state).observe(max(seconds, 0.0))
+
+    def _track_phase(self, key: Key, status: dict[str, Any]) -> None:
+        self._phases[key] = str(status.get("phase") or "Pending")
+        counts: dict[str, int] = {}
+        for phase in self._phases.values():
+            counts[phase] = counts.get(phase, 0) + 1
+        # A phase no run is in any more reads 0, not its last count.
+        self._seen_phases.update(counts)
+        for phase in self._seen_phases:
+            RUNS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._serial.forget((namespace, name))
+        self._phases.pop((namespace, name), None)
+
+    async def resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_SECONDS)
+            namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+            for namespace in namespaces:
+                try:
+                    runs = await asyncio.to_thread(self.gateway.list_runs, namespace)
+                except Exception:
+                    log.exception("resync listing failed")
+                    continue
+                for run in runs:
+                    if not is_terminal(run.get("status") or {}):
+                        meta = run["metadata"]
+                        await self.reconcile(meta["namespace"], meta["name"])
+
+
+class ServingReconciler:
+    """Reconciles ModelDeployments: a model server Deployment + Service per resource."""
+
+    def __init__(self, gateway: KubernetesGateway, settings: OperatorConfig) -> None:
+        self.gateway = gateway
+        self.settings = settings
+        self._serial = _Serialized(settings.max_concurrent_reconciles)
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        await self._serial.run(
+            (namespace, name),
+            "ModelDeployment",
+            lambda: self._reconcile(namespace, name),
+            lambda: self.reconcile(namespace, name),
+        )
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._serial.forget((namespace, name))
+
+    async def _reconcile(self, namespace: str, name: str) -> None:
+        mdep = await asyncio.to_thread(self.gateway.get_model_deployment, namespace, name)
+        if mdep is None:
+            self.forget(namespace, name)
+            return
+        rollout = await asyncio.to_thread(self.gateway.observed_rollout, namespace, name)
+        request = ((mdep.get("spec") or {}).get("rollback") or {}).get("requestId")
+        rollback = None
+        if request:
+            wanted = rollback_job_name(name, str(request))
+            jobs = await asyncio.to_thread(self.gateway.rollback_jobs, namespace, name)
+            rollback = next((j for j in jobs if j.name == wanted), None)
+        decision = decide_serving(mdep, rollout, rollback, datetime.now(UTC), self.settings.stage_image)
+        await self._carry_out(mdep, decision)
+        status = mdep.get("status") or {}
+        if decision.status != status:
+            await asyncio.to_thread(
+                self.gateway.patch_model_deployment_status, namespace, name, status, decision.status
+            )
+
+    async def _carry_out(self, mdep: dict[str, Any], decision: ServingDecision) -> None:
+        meta = mdep["metadata"]
+        for action in decision.actions:
+            if isinstance(action, ApplyServer):
+                deployment = builders.model_server_deployment(
+                    mdep=mdep,
+                    version=action.target.version,
+                    alias=action.target.alias,
+                    restart_token=action.target.restart_token,
+                    spec_hash=action.spec_hash,
+                    config=self.settings,
+                )
+                service = builders.model_server_service(mdep)
+                for manifest in (deployment, service):
+                    kopf.append_owner_reference(manifest, owner=cast(Any, mdep))
+                    await asyncio.to_thread(self.gateway.apply, manifest)
+            elif isinstance(action, CreateRollbackJob):
+                job = builders.rollback_job(
+                    mdep_name=meta["name"],
+                    namespace=meta["namespace"],
+                    job_name=action.job_name,
+                    inputs=action.inputs,
+                    config=self.settings,
+                )
+                kopf.append_owner_reference(job, owner=cast(Any, mdep))
+                await asyncio.to_thread(self.gateway.create_job, job)
+            elif isinstance(action, ServingEvent):
+                kopf.event(cast(Any, mdep), type=action.type, reason=action.reason, message=action.message)

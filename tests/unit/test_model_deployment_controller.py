@@ -1,0 +1,365 @@
+"""The ModelDeployment controller's decisions (claimops_operator.serving), without a cluster."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from claimops_operator import builders
+from claimops_operator.config import OperatorConfig
+from claimops_operator.pipeline import JobState, ObservedJob
+from claimops_operator.serving import (
+    ApplyServer,
+    CreateRollbackJob,
+    ObservedRollout,
+    ServingEvent,
+    Target,
+    decide_serving,
+    desired_hash,
+    rollback_job_name,
+)
+from claimops_stages.contract import ResultStatus, StageResult
+
+NOW = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
+IMAGE = "claimops/stages:test"
+
+
+def mdep(
+    role: str = "production",
+    version: str | None = "2",
+    status: dict[str, Any] | None = None,
+    rollback: dict[str, Any] | None = None,
+    generation: int = 3,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "claimops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {
+            "name": f"claim-settlement-{role}",
+            "namespace": "claims",
+            "uid": "u-1",
+            "generation": generation,
+            "annotations": {"claimops.io/requested-by-run": "demo"},
+        },
+        "spec": {
+            "role": role,
+            "model": {"name": "claim-settlement", "version": version},
+            "replicas": 1,
+            **spec,
+        },
+        "status": status or {},
+    }
+    if version is None:
+        body["spec"]["model"] = {"name": "claim-settlement", "alias": "champion"}
+    if rollback:
+        body["spec"]["rollback"] = rollback
+    return body
+
+
+def rollout_for(body: dict[str, Any], target: Target, ready: int = 1, done: bool = True) -> ObservedRollout:
+    wanted = desired_hash(body["spec"], target, IMAGE)
+    return ObservedRollout(
+        generation=2,
+        observed_generation=2 if done else 1,
+        replicas=1,
+        ready_replicas=ready,
+        updated_replicas=1 if done else 0,
+        available_replicas=ready,
+        spec_hash=wanted,
+    )
+
+
+def rollback_job(state: JobState, version: str | None = "1", passed: bool = True) -> ObservedJob:
+    result = None
+    if state != "Active":
+        result = StageResult(
+            "rollback",
+            ResultStatus.SUCCEEDED if passed else ResultStatus.FAILED,
+            "Passed" if passed else "NoPreviousChampion",
+            "champion -> v1" if passed else "champion v2 has no previous champion",
+            model_version=version if passed else None,
+        )
+    name = rollback_job_name("claim-settlement-production", "r1")
+    return ObservedJob("rollback", 1, name, state, result)
+
+
+SERVING_2 = {
+    "servingVersion": "2",
+    "history": [
+        {"version": "1", "servedFrom": "t0", "servedUntil": "t1"},
+        {"version": "2", "servedFrom": "t1"},
+    ],
+}
+
+
+def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
+    c = next(c for c in status["conditions"] if c["type"] == type_)
+    return c["status"], c["reason"]
+
+
+@dataclass
+class Case:
+    id: str
+    body: dict[str, Any]
+    rollout: str = "none"  # none | settled | rolling | stale
+    job: ObservedJob | None = None
+    # Expectations.
+    apply: str | None = None  # the version (or "alias:champion") applied, or None
+    rollback_job: bool = False
+    ready: tuple[str, str] | None = None
+    serving: str | None = None
+    events: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+CASES = [
+    Case("new-deployment-is-applied", mdep(), apply="2", ready=("False", "RollingOut")),
+    Case(
+        "rolling-out-is-not-ready",
+        mdep(),
+        rollout="rolling",
+        ready=("False", "RollingOut"),
+    ),
+    Case(
+        "settled-rollout-serves-and-records-history",
+        mdep(),
+        rollout="settled",
+        ready=("True", "Serving"),
+        serving="2",
+        events=["Normal/Serving"],
+        status={
+            "history": [
+                {
+                    "version": "2",
+                    "servedFrom": "2026-11-26T05:00:00Z",
+                    "reason": "Rollout",
+                    "pipelineRun": "demo",
+                }
+            ]
+        },
+    ),
+    Case(
+        "a-new-version-closes-the-history-entry",
+        mdep(version="3", status=copy.deepcopy(SERVING_2)),
+        rollout="settled",
+        ready=("True", "Serving"),
+        serving="3",
+        events=["Normal/Serving"],
+        status={"url": "http://claim-settlement-production.claims.svc:8080"},
+    ),
+    Case(
+        "changed-spec-is-reapplied",
+        mdep(version="3", status=copy.deepcopy(SERVING_2)),
+        rollout="stale",
+        apply="3",
+        ready=("False", "RollingOut"),
+        serving="2",
+    ),
+    Case(
+        "alias-deployment-serves-the-alias",
+        mdep(version=None),
+        apply="alias:champion",
+        ready=("False", "RollingOut"),
+        status={"servingAlias": "champion"},
+    ),
+    Case(
+        "production-rollback-starts-a-job-first",
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        rollback_job=True,
+        events=["Normal/RollbackStarted"],
+        serving="2",
+    ),
+    Case(
+        "production-rollback-waits-for-its-job",
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        job=rollback_job("Active"),
+        serving="2",
+    ),
+    Case(
+        "production-rollback-serves-what-the-registry-chose",
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        job=rollback_job("Succeeded", version="1"),
+        apply="1",
+        ready=("False", "RollingOut"),
+        serving="2",
+        events=["Normal/RolledBack"],
+        status={"rolledBackFrom": "2", "rolledBackTo": "1", "observedRollbackRequestId": "r1"},
+    ),
+    Case(
+        "failed-rollback-keeps-serving-and-says-why",
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        job=rollback_job("Failed", passed=False),
+        ready=("True", "Serving"),
+        serving="2",
+        events=["Warning/RollbackFailed"],
+        status={"observedRollbackRequestId": "r1"},
+    ),
+    Case(
+        "staging-rollback-goes-to-the-previous-version-without-a-job",
+        mdep(role="staging", status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        apply="1",
+        ready=("False", "RollingOut"),
+        serving="2",
+        events=["Normal/RolledBack"],
+        status={"rolledBackFrom": "2", "rolledBackTo": "1"},
+    ),
+    Case(
+        "staging-rollback-to-a-named-version",
+        mdep(role="staging", status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1", "toVersion": "7"}),
+        rollout="settled",
+        apply="7",
+        ready=("False", "RollingOut"),
+        serving="2",
+        events=["Normal/RolledBack"],
+        status={"rolledBackTo": "7"},
+    ),
+    Case(
+        "rollback-with-no-earlier-version-is-refused",
+        mdep(
+            role="staging",
+            status={"servingVersion": "2", "history": [{"version": "2", "servedFrom": "t"}]},
+            rollback={"requestId": "r1"},
+        ),
+        rollout="settled",
+        ready=("True", "Serving"),
+        serving="2",
+        events=["Warning/RollbackFailed"],
+        status={"observedRollbackRequestId": "r1"},
+    ),
+    Case(
+        "a-handled-rollback-request-is-not-repeated",
+        mdep(
+            status={
+                **copy.deepcopy(SERVING_2),
+                "servingVersion": "1",
+                "rolledBackFrom": "2",
+                "rolledBackTo": "1",
+                "observedRollbackRequestId": "r1",
+            },
+            rollback={"requestId": "r1"},
+        ),
+        rollout="settled-on-1",
+        ready=("True", "Serving"),
+        serving="1",
+    ),
+    Case(
+        "the-next-promotion-ends-the-rollback",
+        mdep(
+            version="3",
+            status={
+                **copy.deepcopy(SERVING_2),
+                "servingVersion": "1",
+                "rolledBackFrom": "2",
+                "rolledBackTo": "1",
+                "observedRollbackRequestId": "r1",
+            },
+            rollback={"requestId": "r1"},
+        ),
+        rollout="settled-on-1",
+        apply="3",
+        ready=("False", "RollingOut"),
+        serving="1",
+    ),
+]
+
+
+def _target(label: str) -> Target:
+    return Target(None, label.split(":", 1)[1]) if label.startswith("alias:") else Target(label, None)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decide_serving(case: Case) -> None:
+    body = case.body
+    spec_version = body["spec"]["model"].get("version")
+    rollout = {
+        "none": None,
+        "settled": rollout_for(body, Target(spec_version, None if spec_version else "champion")),
+        "settled-on-1": rollout_for(body, Target("1", None)),
+        "rolling": rollout_for(body, Target(spec_version, None), ready=0, done=False),
+        "stale": rollout_for(body, Target("2", None)),
+    }[case.rollout]
+    decision = decide_serving(body, rollout, case.job, NOW, IMAGE)
+
+    applied = [a for a in decision.actions if isinstance(a, ApplyServer)]
+    if case.apply is None:
+        assert applied == []
+    else:
+        assert [a.target.version or f"alias:{a.target.alias}" for a in applied] == [case.apply]
+        assert applied[0].spec_hash == desired_hash(body["spec"], applied[0].target, IMAGE)
+    jobs = [a for a in decision.actions if isinstance(a, CreateRollbackJob)]
+    assert bool(jobs) == case.rollback_job
+    events = [f"{a.type}/{a.reason}" for a in decision.actions if isinstance(a, ServingEvent)]
+    assert events == case.events
+    status = decision.status
+    assert status["observedGeneration"] == body["metadata"]["generation"]
+    if case.ready is not None:
+        assert cond(status, "Ready") == case.ready
+    assert status.get("servingVersion") == case.serving
+    for key, value in case.status.items():
+        assert status.get(key) == value, key
+    if case.id == "a-new-version-closes-the-history-entry":
+        assert [h["version"] for h in status["history"]] == ["1", "2", "3"]
+        assert status["history"][1]["servedUntil"] == "2026-11-26T05:00:00Z"
+    if case.id == "production-rollback-starts-a-job-first":
+        assert jobs[0].job_name == rollback_job_name("claim-settlement-production", "r1")
+        assert jobs[0].inputs.model_name == "claim-settlement"
+
+
+def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:
+    body = mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"})
+    first = decide_serving(body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE)
+    body["status"] = first.status
+    settled = rollout_for(body, Target("1", None))
+    second = decide_serving(body, settled, rollback_job("Succeeded"), NOW, IMAGE)
+    assert second.status["servingVersion"] == "1"
+    assert second.status["history"][-1] == {
+        "version": "1",
+        "servedFrom": "2026-11-26T05:00:00Z",
+        "reason": "Rollback",
+    }
+    assert cond(second.status, "Ready") == ("True", "Serving")
+    assert [a for a in second.actions if isinstance(a, ApplyServer)] == []  # no re-apply loop
+
+
+def test_model_server_deployment_is_restricted_and_probed() -> None:
+    config = OperatorConfig(stage_image=IMAGE, mlflow_tracking_uri="http://mlflow:5000")
+    body = mdep(abTest={"challengerVersion": "3", "trafficPercent": 10})
+    deployment = builders.model_server_deployment(
+        mdep=body, version="2", alias=None, restart_token="", spec_hash="h", config=config
+    )
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["command"] == ["python", "-m", "claimops_stages.serving"]
+    assert container["args"] == [
+        "--model-name",
+        "claim-settlement",
+        "--model-version",
+        "2",
+        "--ab-challenger-version",
+        "3",
+        "--ab-traffic-percent",
+        "10",
+    ]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/health"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["automountServiceAccountToken"] is False
+    assert deployment["metadata"]["annotations"][builders.SPEC_HASH] == "h"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    service = builders.model_server_service(body)
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
