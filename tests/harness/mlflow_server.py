@@ -1,0 +1,146 @@
+"""A real `mlflow server` on 127.0.0.1 for the service tests, plus the small process helper
+the PostgreSQL and object-store harnesses share.
+
+`mlflow server` (3.17) starts uvicorn, a job runner and huey consumers; stopping only the
+parent leaves them running, so every service here starts in its own process group (session)
+and the whole group is stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness.control_plane import free_port, stop_process_group
+
+PR_SET_PDEATHSIG = 1
+
+
+class ServiceError(RuntimeError):
+    """A service process could not be started or died."""
+
+
+def _die_with_parent() -> None:
+    # If the test process is killed, the kernel kills the service too (no orphans in CI).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@dataclass
+class ServiceProcess:
+    """One service started in its own process group, its output in a log file."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    env: Mapping[str, str] | None = None
+    #: Run as this OS user (PostgreSQL refuses to run as root).
+    user: str | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> ServiceProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                list(self.argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(self.env) if self.env is not None else None,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+                user=self.user,
+                group=self.user,
+                cwd=self.log_path.parent,
+            )
+        return self
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServiceError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise ServiceError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=5)
+            self.process = None
+
+
+@dataclass
+class MlflowServer:
+    """`mlflow server` with a backend store URI and proxied artifacts (--serve-artifacts)."""
+
+    backend_store_uri: str
+    artifacts_destination: str
+    workdir: Path
+    #: Extra environment for the server (S3 endpoint and keys for an object-store destination).
+    env: Mapping[str, str] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    service: ServiceProcess | None = field(default=None, init=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90) -> MlflowServer:
+        argv = [
+            sys.executable, "-m", "mlflow", "server",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--backend-store-uri", self.backend_store_uri,
+            "--serve-artifacts", "--artifacts-destination", self.artifacts_destination,
+            "--workers", "1",
+        ]  # fmt: skip
+        # No job runner/huey consumers: the stages run no server-side jobs, and on two cores
+        # they only compete with the tests for CPU.
+        env = {**os.environ, **self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        self.service = ServiceProcess("mlflow server", argv, self.workdir / "mlflow-server.log", env).start()
+        self.service.wait_until(lambda: http_ok(self.url + "/health"), timeout)
+        return self
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+
+    def client_env(self) -> dict[str, str]:
+        """What a stage process needs to talk to this server (only the tracking URI: the
+        artifacts go through the server's proxy, so stages never hold storage keys)."""
+        return {"MLFLOW_TRACKING_URI": self.url}
+
+
+@contextlib.contextmanager
+def running_mlflow(
+    backend_store_uri: str, artifacts_destination: str, workdir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[MlflowServer]:
+    server = MlflowServer(backend_store_uri, artifacts_destination, workdir, dict(env or {}))
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -1,0 +1,119 @@
+"""The stage contract the operator and the UI import: names, arguments, result JSON."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from claimops_stages.contract import (
+    CLI_STAGES,
+    FAILURE_REASONS,
+    JOB_STAGES,
+    MAX_RESULT_BYTES,
+    RESULT_METRICS,
+    RESULT_OUTPUTS,
+    STAGE_ARGUMENTS,
+    STAGE_NAMES,
+    FailureMode,
+    Reason,
+    ResultStatus,
+    StageInputs,
+    StageResult,
+    result_json_schema,
+    stage_source,
+)
+from claimops_stages.stages import STAGE_FUNCTIONS
+
+
+def test_every_job_stage_has_a_cli_function() -> None:
+    # shadow-monitor is wired by its own issue; every other Job stage runs from this CLI.
+    assert set(JOB_STAGES) - {"shadow-monitor"} <= set(STAGE_FUNCTIONS) <= set(JOB_STAGES)
+    assert set(STAGE_FUNCTIONS) <= set(STAGE_NAMES)
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        StageInputs(),
+        StageInputs(
+            run="cpr-7", commit_sha="deadbee", rows=100_000, failures=["SchemaValidation", "MLflowConnection"]
+        ),
+        StageInputs(candidate_version="3", requested_by="alice", min_auc=0.8, quick_sample_fraction=0.5),
+    ],
+    ids=["defaults", "failures-and-rows", "deploy-inputs"],
+)
+def test_inputs_round_trip_through_cli_arguments(inputs: StageInputs) -> None:
+    assert StageInputs.parse(inputs.to_args()) == inputs
+
+
+def test_unknown_failure_mode_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        StageInputs.parse(["--failure", "CosmicRays"])
+
+
+def test_each_failure_mode_has_a_documented_reason() -> None:
+    assert set(FAILURE_REASONS) == set(FailureMode)
+    assert FAILURE_REASONS[FailureMode.MLFLOW_CONNECTION] is Reason.MLFLOW_UNAVAILABLE
+
+
+def test_result_fits_in_a_termination_message() -> None:
+    result = StageResult(
+        "full-train",
+        ResultStatus.FAILED,
+        Reason.TRAINING_FAILED.value,
+        message="x" * 20_000,
+        metrics={f"m{i}": float(i) for i in range(200)},
+        outputs={f"o{i}": "y" * 50 for i in range(50)},
+    )
+    text = result.to_json()
+    assert len(text.encode()) <= MAX_RESULT_BYTES
+    parsed = StageResult.from_json(text)
+    assert parsed.status is ResultStatus.FAILED
+    assert parsed.reason == "TrainingFailed"
+
+
+def test_result_is_written_where_the_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "termination-log"
+    monkeypatch.setenv("CLAIMOPS_TERMINATION_MESSAGE_PATH", str(target))
+    StageResult("rollback", ResultStatus.SUCCEEDED, "Passed", model_version="1").write()
+    assert json.loads(target.read_text())["model_version"] == "1"
+
+
+def test_contract_imports_without_ml_dependencies() -> None:
+    # The operator and the UI import the contract in images without numpy/mlflow.
+    code = (
+        "import sys; sys.modules.update({m: None for m in ('numpy', 'pandas', 'mlflow', 'sklearn')});"
+        "import claimops_stages.contract as c; print(len(c.STAGES))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "12"
+
+
+def test_declared_cli_stages_are_the_ones_the_cli_runs() -> None:
+    assert set(CLI_STAGES) == set(STAGE_FUNCTIONS)
+    known = {f.name for f in fields(StageInputs)}
+    for stage, arguments in STAGE_ARGUMENTS.items():
+        assert set(arguments) <= known, stage
+    assert set(RESULT_METRICS) == set(RESULT_OUTPUTS) == set(CLI_STAGES)
+
+
+@pytest.mark.parametrize("stage", ["data-validation", "evaluate-vs-champion", "rollback"])
+def test_stage_source_is_the_function_the_stage_runs(stage: str) -> None:
+    source = stage_source(stage)
+    assert source == inspect.getsource(STAGE_FUNCTIONS[stage]).rstrip("\n")
+    assert source.startswith(f"def {stage.replace('-', '_')}(")
+
+
+def test_result_schema_accepts_a_real_result() -> None:
+    schema = result_json_schema()
+    data = json.loads(StageResult("rollback", ResultStatus.SUCCEEDED, "Passed").to_json())
+    assert set(schema["required"]) <= set(data)
+    assert set(data) <= set(schema["properties"])
