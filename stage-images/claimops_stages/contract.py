@@ -297,3 +297,124 @@ def stage_summary() -> list[dict[str, Any]]:
         }
         for s in STAGES
     ]
+
+
+# --------------------------------------------------------------------------------------------
+# What each CLI stage reads and reports (the operator builds Jobs from this; the UI shows it)
+
+#: Environment every stage Job reads. Stages reach artifacts through MLflow's proxy
+#: (`mlflow server --serve-artifacts`), so no object-store credentials go to stage pods.
+STAGE_ENV: Mapping[str, str] = {
+    "MLFLOW_TRACKING_URI": "MLflow tracking server URL (required).",
+    TERMINATION_MESSAGE_PATH_ENV: f"Where to write the result (default {DEFAULT_TERMINATION_MESSAGE_PATH}).",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "Client retries after the /health probe (default 2).",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "Seconds per MLflow request (default 60).",
+}
+
+_COMMON_INPUTS = ("run", "commit_sha", "model_name", "window", "seed", "failures")
+#: The StageInputs fields each CLI stage uses (every stage accepts all of them).
+STAGE_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
+    "ci-tests": _COMMON_INPUTS,
+    "data-validation": (*_COMMON_INPUTS, "rows"),
+    "quick-train": (*_COMMON_INPUTS, "rows", "quick_sample_fraction", "n_estimators", "max_depth"),
+    "mlflow-log": (*_COMMON_INPUTS, "rows", "n_estimators", "max_depth"),
+    "full-train": (*_COMMON_INPUTS, "rows", "n_estimators", "max_depth", "ci_run_id"),
+    "evaluate-vs-champion": (*_COMMON_INPUTS, "rows", "candidate_version", "min_auc", "max_auc_drop"),
+    "shadow-monitor": (
+        *_COMMON_INPUTS,
+        "rows",
+        "drift",
+        "candidate_version",
+        "production_url",
+        "shadow_url",
+        "min_shadow_agreement",
+        "max_psi",
+    ),
+    "promote-production": (*_COMMON_INPUTS, "candidate_version", "requested_by"),
+    "rollback": (*_COMMON_INPUTS, "requested_by"),
+}
+#: The CLI's stages: `python -m claimops_stages <one of these>`.
+CLI_STAGES: tuple[str, ...] = tuple(STAGE_ARGUMENTS)
+
+#: `metrics` keys each stage reports on success (besides `stage_seconds`, which all report).
+RESULT_METRICS: Mapping[str, tuple[str, ...]] = {
+    "ci-tests": ("tests", "tests_failed", "lint_errors"),
+    "data-validation": ("rows", "checks", "checks_failed", "approved_share"),
+    "quick-train": ("accuracy", "f1", "auc_roc", "precision", "recall"),
+    "mlflow-log": ("ci_accuracy", "ci_f1", "ci_auc_roc", "ci_precision", "ci_recall"),
+    "full-train": ("accuracy", "f1", "auc_roc", "precision", "recall"),
+    # champion_auc and the delta keys only when a champion exists.
+    "evaluate-vs-champion": (
+        "candidate_auc",
+        "champion_auc",
+        "auc_delta",
+        "auc_delta_ci_low",
+        "auc_delta_ci_high",
+    ),
+    # agreement, the difference and production's figures only when a production exists.
+    "shadow-monitor": (
+        "claims",
+        "shadow_p50_ms",
+        "shadow_p99_ms",
+        "shadow_errors",
+        "max_psi",
+        "agreement",
+        "mean_abs_probability_diff",
+        "production_p50_ms",
+        "production_p99_ms",
+        "production_errors",
+    ),
+    "promote-production": (),
+    "rollback": (),
+}
+#: `outputs` keys each stage reports on success (all add `experiment_id`).
+RESULT_OUTPUTS: Mapping[str, tuple[str, ...]] = {
+    "ci-tests": (),
+    "data-validation": (),
+    "quick-train": ("model_uri",),
+    "mlflow-log": (),
+    "full-train": ("model_uri",),  # and model_version: the registered version
+    "evaluate-vs-champion": ("candidate_version", "champion_version"),
+    "shadow-monitor": ("drifted_features", "shadow_version", "reference_version", "production_version"),
+    "promote-production": ("champion_version", "previous_champion_version"),
+    "rollback": ("champion_version", "rolled_back_from_version"),
+}
+
+
+def result_json_schema() -> dict[str, Any]:
+    """JSON Schema of the termination message (for the UI and for validating results)."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ClaimOps stage result",
+        "type": "object",
+        "required": ["stage", "status", "reason"],
+        "properties": {
+            "stage": {"type": "string", "enum": list(STAGE_NAMES)},
+            "status": {"type": "string", "enum": [s.value for s in ResultStatus]},
+            "reason": {"type": "string", "description": "CamelCase; one of Reason"},
+            "message": {"type": "string"},
+            "metrics": {"type": "object", "additionalProperties": {"type": "number"}},
+            "mlflow_run_id": {"type": ["string", "null"]},
+            "model_version": {"type": ["string", "null"]},
+            "outputs": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    }
+
+
+def stage_source(stage: str) -> str:
+    """The source of the function a CLI stage runs (the UI's "the step's code").
+
+    Read from `stages.py` with `ast`, so the UI shows it without importing the ML stack.
+    """
+    import ast
+    from pathlib import Path
+
+    if stage not in STAGE_ARGUMENTS:
+        raise KeyError(f"{stage!r} is not a CLI stage")
+    path = Path(__file__).with_name("stages.py")
+    text = path.read_text(encoding="utf-8")
+    name = stage.replace("-", "_")
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            return ast.get_source_segment(text, node) or ""
+    raise KeyError(f"no function {name} in {path}")
