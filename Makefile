@@ -10,16 +10,19 @@ PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
 # System packages the test layers run for real: PostgreSQL (MLflow's backend store) and
 # Chromium (browser tests).
-APT_PACKAGES := postgresql
+APT_PACKAGES := postgresql chromium
 PYTEST_ARGS ?=
 
 export UV_CACHE_DIR := $(CACHE)/uv
 export UV_LINK_MODE := copy
 
-.PHONY: help setup system-packages venv cluster-binaries test test-unit lint bench cluster-up cluster-down up
+.PHONY: help setup system-packages venv cluster-binaries test test-unit lint bench cluster-up cluster-down
+
+# images, up (kind quick start), down, sync-crds, render-manifests
+include mk/packaging.mk
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 setup: system-packages venv cluster-binaries ## install everything the tests need
 
@@ -60,6 +63,3 @@ cluster-up: setup ## start a local control plane in the background; prints KUBEC
 
 cluster-down: ## stop the local control plane
 	$(PY) -m tests.harness.control_plane down
-
-up: cluster-up ## the main job (for now: the local control plane; see README for what is not built yet)
-	@echo "ClaimOps: the control plane is up. The operator, the chart and the UI are not built yet."
