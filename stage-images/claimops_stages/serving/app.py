@@ -1,0 +1,352 @@
+"""The model server app: wiring of state, routes and lifespan.
+
+Routes (one router each):
+
+* ``GET /health`` - 200 ``{"status": "ok"}`` as soon as the process serves HTTP (liveness).
+* ``GET /ready`` - 503 until every arm's model is loaded, then 200 with the model name,
+  version, inference path (``onnx`` | ``sklearn``), the fallback reason and the A/B split.
+* ``POST /predict`` - one claim, or ``{"claims": [...]}`` (1 to MAX_BATCH_CLAIMS claims).
+  200 ``{"model_name", "model_version", "arm", "predictions": [{"probability_approved",
+  "outcome"[, "claim_id"]}]}``; a single claim gets the same shape with one prediction.
+  ``outcome`` is Approved when P(Approved) > 0.5, as the pipeline's ``predict`` decides.
+  Bad bodies: 422 (413 when too large) with FastAPI-style ``detail`` entries; 503 before the
+  model is loaded.
+* ``GET /metrics`` - Prometheus text (``claimops_model_server_*``).
+
+The model loads in the background after the server starts, so liveness answers at once and a
+registry outage delays readiness (retried with backoff) instead of crash-looping the pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, FastAPI, Request, Response
+
+from claimops_stages.claims import FEATURES
+from claimops_stages.serving.abtest import CHALLENGER, PRIMARY, Arm, TrafficSplit
+from claimops_stages.serving.batching import BatcherClosedError, MicroBatcher
+from claimops_stages.serving.config import ServerConfig
+from claimops_stages.serving.inference import Selection, select_predictor
+from claimops_stages.serving.metrics import CONTENT_TYPE, ServerMetrics
+from claimops_stages.serving.schema import (
+    MAX_BODY_BYTES,
+    RequestError,
+    parse_predict_body,
+    predict_body_json_schema,
+)
+from claimops_stages.serving.source import MlflowRegistry, ModelSource
+
+log = logging.getLogger("claimops.serving")
+
+JSON = "application/json"
+APPROVED, DENIED = "Approved", "Denied"
+#: Seconds between load attempts while the registry is unreachable (doubling, capped).
+RETRY_FIRST, RETRY_MAX = 1.0, 30.0
+#: Oversized bodies up to this size are drained before the 413 (see _read_body).
+DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
+TOO_LARGE = f"Request body exceeds {MAX_BODY_BYTES} bytes"
+
+
+@dataclass
+class ServedModel:
+    arm: Arm
+    name: str
+    version: str
+    selection: Selection
+    batcher: MicroBatcher
+    load_seconds: float
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model_version": self.version,
+            "inference": self.selection.inference,
+            "fallback_reason": self.selection.fallback_reason,
+            "onnx_max_abs_diff": self.selection.max_abs_diff,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    source: ModelSource
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    models: dict[Arm, ServedModel] = field(default_factory=dict)
+    split: TrafficSplit | None = None
+    ready: bool = False
+    load_error: str | None = None
+    #: Pre-encoded JSON prefix per arm: the part of every response that never changes.
+    response_prefix: dict[Arm, bytes] = field(default_factory=dict)
+
+    def arms(self) -> list[tuple[Arm, str | None, str | None]]:
+        c = self.config
+        arms: list[tuple[Arm, str | None, str | None]] = [(PRIMARY, c.model_version, c.model_alias)]
+        if c.ab_challenger_version is not None:
+            arms.append((CHALLENGER, c.ab_challenger_version, None))
+        return arms
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload).encode(), status_code=status, media_type=JSON)
+
+
+def _load_arm(
+    state: ServerState, arm: Arm, version: str | None, alias: str | None
+) -> tuple[str, Selection, float]:
+    """Blocking: fetch, convert and check one model (runs in a thread)."""
+    started = time.perf_counter()
+    name = state.config.model_name
+    resolved = state.source.resolve(name, version, alias)
+    pipeline = state.source.load(name, resolved)
+    selection = select_predictor(pipeline, state.config.inference, threads=state.config.inference_threads)
+    return resolved, selection, time.perf_counter() - started
+
+
+def _install(state: ServerState, arm: Arm, version: str, selection: Selection, seconds: float) -> None:
+    m = state.metrics
+    config = state.config
+    batcher = MicroBatcher(
+        selection.predictor.predict,
+        FEATURES,
+        max_rows=config.max_batch_claims,
+        max_wait=config.batch_wait_ms / 1000,
+        inline_rows=config.inline_batch_claims,
+        observe=_batch_observer(m, arm),
+    )
+    batcher.start()
+    state.models[arm] = ServedModel(arm, config.model_name, version, selection, batcher, seconds)
+    prefix = json.dumps({"model_name": config.model_name, "model_version": version, "arm": arm})
+    state.response_prefix[arm] = (prefix[:-1] + ', "predictions": ').encode()
+    m.model_info.labels(
+        arm, config.model_name, version, selection.inference, (selection.fallback_reason or "")[:120]
+    ).set(1)
+    m.fallback.labels(arm).set(0 if selection.inference == "onnx" else 1)
+    if selection.max_abs_diff is not None:
+        m.max_abs_diff.labels(arm).set(selection.max_abs_diff)
+    m.load_seconds.labels(arm).set(seconds)
+    log.info(
+        "arm %s: %s v%s loaded in %.1f s; inference %s%s",
+        arm,
+        config.model_name,
+        version,
+        seconds,
+        selection.inference,
+        f" (fallback: {selection.fallback_reason})" if selection.fallback_reason else "",
+    )
+
+
+def _batch_observer(m: ServerMetrics, arm: Arm) -> Any:
+    rows_hist, requests_hist, seconds_hist = (
+        m.batch_rows.labels(arm),
+        m.batch_requests.labels(arm),
+        m.inference_seconds.labels(arm),
+    )
+
+    def observe(rows: int, requests: int, seconds: float) -> None:
+        rows_hist.observe(rows)
+        requests_hist.observe(requests)
+        seconds_hist.observe(seconds)
+
+    return observe
+
+
+async def load_models(state: ServerState) -> None:
+    """Load every arm, retrying with backoff until it works (or the server stops)."""
+    delay = RETRY_FIRST
+    for arm, version, alias in state.arms():
+        while arm not in state.models:
+            try:
+                resolved, selection, seconds = await asyncio.to_thread(_load_arm, state, arm, version, alias)
+            except Exception as exc:
+                state.load_error = (
+                    f"{arm} model {state.config.model_name} ({version or '@' + str(alias)}): "
+                    + (f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+                )
+                log.warning("load failed, retrying in %.0f s: %s", delay, state.load_error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
+                continue
+            _install(state, arm, resolved, selection, seconds)
+    if state.split is not None and state.models[PRIMARY].version == state.models[CHALLENGER].version:
+        log.warning("A/B test compares version %s with itself", state.models[PRIMARY].version)
+    state.load_error = None
+    state.ready = True
+    state.metrics.ready.set(1)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The body, or None when it exceeds MAX_BODY_BYTES.
+
+    An oversized body is still read (and dropped) up to DRAIN_LIMIT_BYTES: answering while
+    the client is still sending makes the server close a socket with unread data, which the
+    client sees as a connection reset instead of the 413 and its details."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > DRAIN_LIMIT_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT_BYTES:
+            break
+    return b"".join(chunks) if size <= MAX_BODY_BYTES else None
+
+
+def health_router() -> APIRouter:
+    router = APIRouter()
+    ok = json.dumps({"status": "ok"}).encode()
+
+    @router.get("/health")
+    async def health() -> Response:
+        return Response(ok, media_type=JSON)
+
+    return router
+
+
+def ready_router(state: ServerState) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/ready")
+    async def ready() -> Response:
+        config = state.config
+        if not state.ready:
+            return _json(
+                {
+                    "ready": False,
+                    "model_name": config.model_name,
+                    "reason": state.load_error or "model loading",
+                },
+                503,
+            )
+        primary = state.models[PRIMARY]
+        ab = None
+        if CHALLENGER in state.models:
+            challenger = state.models[CHALLENGER]
+            ab = {"challenger_version": challenger.version, "traffic_percent": config.ab_traffic_percent}
+            ab.update(
+                {f"challenger_{k}": v for k, v in challenger.describe().items() if k != "model_version"}
+            )
+        return _json(
+            {
+                "ready": True,
+                "model_name": config.model_name,
+                **primary.describe(),
+                "model_alias": config.model_alias,
+                "ab": ab,
+            }
+        )
+
+    return router
+
+
+def metrics_router(state: ServerState) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+    return router
+
+
+def predict_router(state: ServerState) -> APIRouter:
+    router = APIRouter()
+    m = state.metrics
+    latency = {arm: m.latency.labels(arm) for arm in (PRIMARY, CHALLENGER)}
+    ok = {arm: m.requests.labels(arm, "200") for arm in (PRIMARY, CHALLENGER)}
+    outcomes = {
+        arm: (m.predictions.labels(arm, APPROVED), m.predictions.labels(arm, DENIED))
+        for arm in (PRIMARY, CHALLENGER)
+    }
+
+    def refuse(status: int, detail: list[dict[str, Any]], arm: str = "none") -> Response:
+        m.requests.labels(arm, str(status)).inc()
+        return _json({"detail": detail}, status)
+
+    @router.post(
+        "/predict",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {JSON: {"schema": predict_body_json_schema()}}}
+        },
+    )
+    async def predict(request: Request) -> Response:
+        started = time.perf_counter()
+        if not state.ready:
+            return refuse(503, [{"type": "not_ready", "loc": [], "msg": state.load_error or "model loading"}])
+        body = await _read_body(request)
+        if body is None:
+            return refuse(413, [{"type": "body_too_large", "loc": ["body"], "msg": TOO_LARGE}])
+        try:
+            parsed = parse_predict_body(body)
+        except RequestError as exc:
+            return refuse(exc.status, exc.detail)
+        arm = state.split.next_arm() if state.split is not None else PRIMARY
+        try:
+            proba = await state.models[arm].batcher.submit(parsed.columns, parsed.rows)
+        except BatcherClosedError as exc:
+            return refuse(503, [{"type": "shutting_down", "loc": [], "msg": str(exc)}], arm)
+        except Exception as exc:  # an inference bug is ours: say so, keep serving
+            log.exception("inference failed")
+            return refuse(
+                500, [{"type": "inference_error", "loc": [], "msg": f"{type(exc).__name__}: {exc}"}], arm
+            )
+        approved = proba > 0.5
+        n_approved = int(np.count_nonzero(approved))
+        predictions: list[dict[str, Any]] = [
+            {"probability_approved": p, "outcome": APPROVED if a else DENIED}
+            for p, a in zip(proba.tolist(), approved.tolist(), strict=True)
+        ]
+        for prediction, claim_id in zip(predictions, parsed.claim_ids, strict=True):
+            if claim_id is not None:
+                prediction["claim_id"] = claim_id
+        body = state.response_prefix[arm] + json.dumps(predictions).encode() + b"}"
+        approved_counter, denied_counter = outcomes[arm]
+        if n_approved:
+            approved_counter.inc(n_approved)
+        if parsed.rows - n_approved:
+            denied_counter.inc(parsed.rows - n_approved)
+        ok[arm].inc()
+        latency[arm].observe(time.perf_counter() - started)
+        return Response(body, media_type=JSON)
+
+    return router
+
+
+def create_app(config: ServerConfig, source: ModelSource | None = None) -> FastAPI:
+    state = ServerState(config, source if source is not None else MlflowRegistry())
+    if config.ab_challenger_version is not None:
+        state.split = TrafficSplit(config.ab_traffic_percent)
+        state.metrics.ab_percent.set(config.ab_traffic_percent)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        loader = asyncio.get_running_loop().create_task(load_models(state), name="model-loader")
+        try:
+            yield
+        finally:
+            loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loader
+            for served in state.models.values():
+                await served.batcher.close()
+
+    app = FastAPI(
+        title="ClaimOps model server",
+        summary=f"Settlement predictions of {config.model_ref}",
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    for router in (health_router(), ready_router(state), predict_router(state), metrics_router(state)):
+        app.include_router(router)
+    return app
