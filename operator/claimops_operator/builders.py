@@ -128,7 +128,7 @@ def stage_job(
             "backoffLimit": 0,  # the operator retries, with its own backoff and attempt numbers
             "activeDeadlineSeconds": deadline_seconds,
             "ttlSecondsAfterFinished": JOB_TTL_SECONDS,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
         },
     }
 
@@ -282,6 +282,6 @@ def rollback_job(
     )
     # Owned by the ModelDeployment, not by a PipelineRun: relabel so the right controller hears it.
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
-        labels.pop(LABEL_RUN)
+        del labels[LABEL_RUN]
         labels[LABEL_MODEL_DEPLOYMENT] = mdep_name
     return job

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import kopf
@@ -67,6 +68,11 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 30
     if operator_config.metrics_port:
         start_http_server(operator_config.metrics_port)
+    # Reads and writes run in worker threads (the client is synchronous): enough of them that
+    # many runs reconcile at once instead of queueing behind the default handful.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=operator_config.max_concurrent_reconciles, thread_name_prefix="k8s")
+    )
     gateway = KubernetesGateway(_api_client())
     _Operator.runs = RunReconciler(gateway, operator_config)
     _Operator.serving = ServingReconciler(gateway, operator_config)

@@ -60,31 +60,51 @@ def _parse_time(value: str | None) -> datetime:
 
 
 class _Serialized:
-    """Per-object locks, a bound on concurrent reconciles, and delayed re-runs."""
+    """One reconcile per object at a time, coalesced triggers, bounded concurrency, re-runs.
+
+    A burst of watch-events for one object (a Job's pod starting, its status, its completion)
+    becomes at most one reconcile running and one more after it: that one reads fresh state,
+    so the triggers in between need no reconcile of their own.
+    """
 
     def __init__(self, limit: int) -> None:
-        self._locks: dict[Key, asyncio.Lock] = {}
+        self._running: set[Key] = set()
+        self._dirty: set[Key] = set()
         self._requeues: dict[Key, asyncio.TimerHandle] = {}
         self._slots = asyncio.Semaphore(limit)
 
     async def run(
         self, key: Key, kind: str, body: Callable[[], Awaitable[None]], again: Callable[[], Awaitable[None]]
     ) -> None:
-        """Run `body` under the object's lock; on an error, `again` (the whole reconcile) later."""
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with self._slots, lock:
-            started = time.perf_counter()
-            try:
-                await body()
-            except Exception as exc:
-                # Come back later; the next watch-event or the requeue retries from scratch.
-                RECONCILE_ERRORS.labels(kind=f"{kind}:{type(exc).__name__}").inc()
-                log.exception(
-                    "reconcile of %s %s/%s failed; retrying in %.0f s", kind, *key, ERROR_RETRY_SECONDS
-                )
-                self.requeue(key, ERROR_RETRY_SECONDS, again)
-            finally:
-                RECONCILE_DURATION.observe(time.perf_counter() - started)
+        """Run `body`, or, when one runs for `key`, once more after it; on an error, `again`
+        (the whole reconcile) later."""
+        if key in self._running:
+            self._dirty.add(key)
+            return
+        self._running.add(key)
+        try:
+            while True:
+                self._dirty.discard(key)
+                async with self._slots:
+                    await self._once(key, kind, body, again)
+                if key not in self._dirty:
+                    return
+        finally:
+            self._running.discard(key)
+
+    async def _once(
+        self, key: Key, kind: str, body: Callable[[], Awaitable[None]], again: Callable[[], Awaitable[None]]
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            await body()
+        except Exception as exc:
+            # Come back later; the next watch-event or the requeue retries from scratch.
+            RECONCILE_ERRORS.labels(kind=f"{kind}:{type(exc).__name__}").inc()
+            log.exception("reconcile of %s %s/%s failed; retrying in %.0f s", kind, *key, ERROR_RETRY_SECONDS)
+            self.requeue(key, ERROR_RETRY_SECONDS, again)
+        finally:
+            RECONCILE_DURATION.observe(time.perf_counter() - started)
 
     def requeue(self, key: Key, delay: float, again: Callable[[], Awaitable[None]]) -> None:
         self.cancel(key)
@@ -98,7 +118,7 @@ class _Serialized:
 
     def forget(self, key: Key) -> None:
         self.cancel(key)
-        self._locks.pop(key, None)
+        self._dirty.discard(key)
 
 
 class RunReconciler:

@@ -50,6 +50,13 @@ SERVICE_CIDR = "10.0.0.0/24"
 PR_SET_PDEATHSIG = 1
 
 
+class KubectlError(subprocess.CalledProcessError):
+    """A kubectl command failed; the message includes what kubectl said."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}\nstderr: {self.stderr}\nstdout: {str(self.stdout)[-2000:]}"
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started (missing binary, a component died, timeout)."""
 
@@ -474,7 +481,7 @@ class ControlPlane:
             check=False,
         )
         if check and result.returncode != 0:
-            raise subprocess.CalledProcessError(result.returncode, result.args, result.stdout, result.stderr)
+            raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
 
     def env(self) -> dict[str, str]:

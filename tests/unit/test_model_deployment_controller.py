@@ -363,3 +363,22 @@ def test_model_server_deployment_is_restricted_and_probed() -> None:
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     service = builders.model_server_service(body)
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_rollback_job_belongs_to_the_model_deployment_not_a_run() -> None:
+    from claimops_stages.contract import StageInputs
+
+    job = builders.rollback_job(
+        mdep_name="claim-settlement-production",
+        namespace="claims",
+        job_name="claim-settlement-production-rollback-1",
+        inputs=StageInputs(run="ModelDeployment/claim-settlement-production", requested_by="oncall"),
+        config=OperatorConfig(),
+    )
+    for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
+        assert builders.LABEL_RUN not in labels
+        assert labels[builders.LABEL_MODEL_DEPLOYMENT] == "claim-settlement-production"
+        assert labels[builders.LABEL_STAGE] == "rollback"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["python", "-m", "claimops_stages", "rollback"]
+    assert "--requested-by" in container["args"]
