@@ -77,15 +77,22 @@ class KubernetesGateway:
     # -- reads --
 
     def get_run(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_custom(PIPELINERUNS, namespace, name)
+
+    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_custom(MODELDEPLOYMENTS, namespace, name)
+
+    def _get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """One claimops.io object, or None when it is gone."""
         try:
-            run: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PIPELINERUNS, name
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, name
             )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return run
+        return found
 
     def list_runs(self, namespace: str | None) -> list[dict[str, Any]]:
         if namespace:
@@ -165,17 +172,6 @@ class KubernetesGateway:
                 url=status.get("url"),
             )
         return deployments
-
-    def get_model_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            mdep: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, MODELDEPLOYMENTS, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return mdep
 
     def observed_rollout(self, namespace: str, name: str) -> ObservedRollout | None:
         try:
