@@ -1,0 +1,60 @@
+"""Synthetic claims, the live stream and its drift monitor: `/claims/*`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from claimops_stages.claims import DEFAULT_WINDOW, generate_claims
+
+from ..claims_stream import _records, check_profile
+from ..deps import Services, mutation_user, services
+
+router = APIRouter(tags=["claims"])
+Svc = Annotated[Services, Depends(services)]
+User = Annotated[str, Depends(mutation_user)]
+Profile = Annotated[str, Query(pattern="^(none|mild|severe)$", description="Drift profile")]
+
+
+class StreamRequest(BaseModel):
+    profile: str = Field(default="none", pattern="^(none|mild|severe)$")
+
+
+@router.get("/claims/generate", summary="Generate synthetic claims (no PHI)")
+def generate(
+    rows: Annotated[int, Query(ge=1, le=1000)] = 20,
+    seed: Annotated[int, Query(ge=0, le=4_294_967_295)] = 42,
+    profile: Profile = "none",
+) -> dict[str, Any]:
+    frame = generate_claims(rows, seed=seed, window=DEFAULT_WINDOW, drift=check_profile(profile))
+    records = _records(frame)
+    for record, outcome in zip(records, frame["settlement"].astype(str), strict=True):
+        record["settlement"] = outcome
+    return {"rows": rows, "seed": seed, "profile": profile, "claims": records}
+
+
+@router.get("/claims/stream", summary="State of the live claims stream")
+def stream_status(svc: Svc) -> dict[str, Any]:
+    return svc.claims.status()
+
+
+@router.post("/claims/stream/start", summary="Start (or re-profile) the live claims stream")
+async def start(user: User, svc: Svc, req: Annotated[StreamRequest | None, Body()] = None) -> dict[str, Any]:
+    return await svc.claims.start((req or StreamRequest()).profile, user)
+
+
+@router.post("/claims/stream/stop", summary="Stop the live claims stream")
+async def stop(user: User, svc: Svc) -> dict[str, Any]:
+    return await svc.claims.stop()
+
+
+@router.get("/claims/drift", summary="Per-feature PSI against the champion's training reference")
+async def drift(
+    svc: Svc,
+    profile: Annotated[str | None, Query(pattern="^(none|mild|severe)$")] = None,
+    rows: Annotated[int, Query(ge=100, le=20000)] = 1000,
+) -> dict[str, Any]:
+    return await run_in_threadpool(svc.claims.drift, profile, rows)

@@ -1,0 +1,47 @@
+"""The MLflow explorer's data: `/mlflow/*` (read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query
+from fastapi.responses import Response
+
+from ..deps import Services, services
+from ..mlflow_gateway import CHALLENGER, CHAMPION
+
+router = APIRouter(tags=["mlflow"])
+Svc = Annotated[Services, Depends(services)]
+RunId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="MLflow run id")]
+MODEL = "claim-settlement"
+
+
+@router.get("/mlflow/runs", summary="MLflow runs, newest first, with metrics and tags")
+def runs(svc: Svc, limit: Annotated[int, Query(ge=1, le=500)] = 100) -> list[dict[str, Any]]:
+    return svc.mlflow.search_runs(max_results=limit)
+
+
+@router.get("/mlflow/runs/{run_id}", summary="One MLflow run with its artifacts")
+def run(run_id: RunId, svc: Svc) -> dict[str, Any]:
+    found = svc.mlflow.get_run(run_id)
+    found["artifacts"] = svc.mlflow.all_artifacts(run_id)
+    found["link"] = svc.mlflow.run_link(found["experimentId"], run_id)
+    return found
+
+
+@router.get("/mlflow/champion", summary="Champion and challenger of the registered model")
+def champion(
+    svc: Svc, model: Annotated[str, Query(pattern="^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=63)] = MODEL
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "champion": svc.mlflow.alias(model, CHAMPION),
+        "challenger": svc.mlflow.alias(model, CHALLENGER),
+        "mlflowUi": svc.mlflow.model_link(model),
+    }
+
+
+@router.get("/mlflow/artifacts/{run_id}/{path:path}", summary="An image/text artifact of a run")
+def artifact(run_id: RunId, path: Annotated[str, Path(max_length=512)], svc: Svc) -> Response:
+    content, media_type = svc.mlflow.artifact(run_id, path)
+    return Response(content, media_type=media_type, headers={"Cache-Control": "private, max-age=300"})

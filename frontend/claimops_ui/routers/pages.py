@@ -1,0 +1,363 @@
+"""Server-rendered pages (`/ui/*`), their live fragments and their form posts.
+
+Pages are plain HTML that work without JavaScript; `static/app.js` keeps them current by
+listening to `/events` and swapping in the fragments below. Form posts carry the CSRF token
+and redirect back (303), so a refresh never re-submits.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from claimops_stages.claims import DRIFT_PROFILES
+from claimops_stages.contract import STAGES, STAGES_BY_NAME
+
+from .. import actions, auth, inspector
+from ..actions import RUN_NAME, RollbackRequest, RunRequest
+from ..deps import Services, current_user, mutation_user, services
+from ..errors import UiError
+from ..mlflow_gateway import CHALLENGER, CHAMPION
+from ..views import actions_for, dag, run_summary, sort_runs, stage_code
+from .failures import failure_list
+from .mlflow import MODEL
+from .pipeline import deployments as deployment_views
+
+router = APIRouter(include_in_schema=False)
+Svc = Annotated[Services, Depends(services)]
+User = Annotated[str, Depends(mutation_user)]
+RunName = Annotated[str, Path(pattern=RUN_NAME, max_length=40)]
+TABS = ("code", "config", "logs", "outputs")
+
+
+def context(request: Request, svc: Services, nav: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "request": request,
+        "nav": nav,
+        "user": current_user(request),
+        "csrf": auth.csrf_token(request.session),
+        "read_only": not svc.authenticator.enabled,
+        "namespace": svc.config.namespace,
+        "mlflow_ui": svc.config.mlflow_link,
+        **extra,
+    }
+
+
+def render(
+    request: Request, svc: Services, template: str, nav: str, status_code: int = 200, **extra: Any
+) -> HTMLResponse:
+    return svc.templates.TemplateResponse(
+        request, template, context(request, svc, nav, **extra), status_code=status_code
+    )
+
+
+def back(next_url: str | None, default: str) -> RedirectResponse:
+    # Only local pages: an open redirect would let another site bounce users through us.
+    target = next_url if next_url and next_url.startswith("/ui/") and "//" not in next_url else default
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui/runs", status_code=307)
+
+
+@router.get("/favicon.ico")
+def favicon() -> RedirectResponse:
+    return RedirectResponse("/static/favicon.svg", status_code=308)
+
+
+# -- session ---------------------------------------------------------------------------------
+
+
+@router.get("/ui/login")
+def login_page(request: Request, svc: Svc, next: str = "/ui/runs") -> HTMLResponse:
+    return render(request, svc, "login.html", "login", next=next, error=None)
+
+
+@router.post("/ui/login")
+async def login(
+    request: Request,
+    svc: Svc,
+    username: Annotated[str, Form(max_length=256)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Annotated[str, Form(max_length=256)] = "",
+    next: Annotated[str, Form(max_length=512)] = "/ui/runs",
+) -> Response:
+    error = None
+    if not svc.authenticator.enabled:
+        error = "Sign-in is disabled: no htpasswd file is configured, so the UI is read-only."
+    elif not auth.same_origin(request.headers.get("origin"), request.headers.get("host")):
+        error = "Cross-site sign-in refused."
+    elif not csrf_token or csrf_token != request.session.get(auth.SESSION_CSRF):
+        error = "The form expired; please try again."
+    else:
+        try:
+            ok = await run_in_threadpool(svc.authenticator.verify, username, password)
+        except UiError as exc:
+            ok, error = False, exc.detail
+        if ok:
+            auth.start_session(request.session, username)
+            return back(next, "/ui/runs")
+        error = error or "Unknown user or wrong password."
+    return render(
+        request,
+        svc,
+        "login.html",
+        "login",
+        status_code=401 if svc.authenticator.enabled else 403,
+        next=next,
+        error=error,
+    )
+
+
+@router.post("/ui/logout")
+async def logout(request: Request, user: User) -> RedirectResponse:
+    request.session.clear()
+    return RedirectResponse("/ui/runs", status_code=303)
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+@router.get("/ui/runs")
+def runs_page(request: Request, svc: Svc) -> HTMLResponse:
+    rows = [run_summary(r) for r in sort_runs(svc.kube.list_runs())]
+    try:
+        failures = failure_list(svc.kube.failure_defaults())
+        failures_error = None
+    except UiError as exc:
+        failures, failures_error = [], exc.detail
+    return render(
+        request, svc, "runs.html", "runs", runs=rows, failures=failures, failures_error=failures_error,
+        profiles=list(DRIFT_PROFILES), synced=svc.kube.runs.synced,
+    )  # fmt: skip
+
+
+@router.get("/ui/fragments/runs/{name}/row")
+def run_row(request: Request, name: RunName, svc: Svc) -> HTMLResponse:
+    run = svc.kube.get_run(name)
+    return svc.templates.TemplateResponse(request, "_run_row.html", {"r": run_summary(run)})
+
+
+def _run_context(svc: Services, name: str, stage: str) -> dict[str, Any]:
+    run = svc.kube.get_run(name)
+    if stage not in STAGES_BY_NAME:
+        stage = str((run.get("status") or {}).get("currentStage") or "commit")
+    return {
+        "run": run_summary(run),
+        "spec": run.get("spec") or {},
+        "status": run.get("status") or {},
+        "dag": dag(run),
+        "actions": actions_for(run),
+        "stage": stage,
+        "stages": STAGES,
+    }
+
+
+@router.get("/ui/runs/{name}")
+def run_page(
+    request: Request,
+    name: RunName,
+    svc: Svc,
+    stage: Annotated[str, Query(max_length=64)] = "",
+    tab: str = "code",
+) -> HTMLResponse:
+    ctx = _run_context(svc, name, stage)
+    run = svc.kube.get_run(name)
+    inspected = _inspector_ctx(svc, run, ctx["stage"], tab)
+    ctx.update(inspected)
+    return render(request, svc, "run.html", "runs", **ctx)
+
+
+@router.get("/ui/fragments/runs/{name}/live")
+def run_live(
+    request: Request, name: RunName, svc: Svc, stage: Annotated[str, Query(max_length=64)] = ""
+) -> HTMLResponse:
+    return svc.templates.TemplateResponse(
+        request, "_run_live.html", context(request, svc, "runs", **_run_context(svc, name, stage))
+    )
+
+
+def _inspector_ctx(svc: Services, run: dict[str, Any], stage: str, tab: str) -> dict[str, Any]:
+    stage = stage if stage in STAGES_BY_NAME else "commit"
+    tab = tab if tab in TABS else "code"
+    data: dict[str, Any] = {}
+    error = None
+    try:
+        if tab == "code":
+            data = stage_code(stage)
+        elif tab == "config":
+            data = inspector.config_for(svc, run, stage)
+        elif tab == "logs":
+            data = inspector.logs_for(svc, run, stage)
+        else:
+            data = inspector.outputs_for(svc, run, stage)
+    except UiError as exc:
+        error = exc.detail
+    return {
+        "stage": stage,
+        "title": STAGES_BY_NAME[stage].title,
+        "tab": tab,
+        "tabs": TABS,
+        "data": data,
+        "error": error,
+    }
+
+
+@router.get("/ui/fragments/runs/{name}/inspector/{stage}")
+def inspector_fragment(
+    request: Request, name: RunName, stage: Annotated[str, Path(max_length=64)], svc: Svc, tab: str = "code"
+) -> HTMLResponse:
+    run = svc.kube.get_run(name)
+    ctx = {"run": run_summary(run), **_inspector_ctx(svc, run, stage, tab)}
+    return svc.templates.TemplateResponse(request, "_inspector.html", ctx)
+
+
+# -- MLflow explorer -------------------------------------------------------------------------
+
+
+@router.get("/ui/mlflow")
+def mlflow_page(request: Request, svc: Svc) -> HTMLResponse:
+    error = None
+    runs: list[dict[str, Any]] = []
+    champion = challenger = None
+    versions: list[dict[str, Any]] = []
+    try:
+        runs = svc.mlflow.search_runs(max_results=100)
+        champion = svc.mlflow.alias(MODEL, CHAMPION)
+        challenger = svc.mlflow.alias(MODEL, CHALLENGER)
+        versions = svc.mlflow.model_versions(MODEL)
+    except UiError as exc:
+        error = exc.detail
+    metric_keys = ["auc_roc", "f1", "accuracy", "candidate_auc", "ci_auc_roc"]
+    return render(
+        request, svc, "mlflow.html", "mlflow", runs=runs, champion=champion, challenger=challenger,
+        versions=versions, error=error, metric_keys=metric_keys, model=MODEL,
+    )  # fmt: skip
+
+
+@router.get("/ui/mlflow/runs/{run_id}")
+def mlflow_run_page(
+    request: Request, run_id: Annotated[str, Path(pattern="^[0-9a-f]{32}$")], svc: Svc
+) -> HTMLResponse:
+    found = svc.mlflow.get_run(run_id)
+    artifacts = svc.mlflow.all_artifacts(run_id)
+    link = svc.mlflow.run_link(found["experimentId"], run_id)
+    return render(request, svc, "mlflow_run.html", "mlflow", r=found, artifacts=artifacts, link=link)
+
+
+# -- deployments -----------------------------------------------------------------------------
+
+
+@router.get("/ui/deployments")
+def deployments_page(request: Request, svc: Svc) -> HTMLResponse:
+    return render(request, svc, "deployments.html", "deployments", deployments=deployment_views(svc))
+
+
+@router.get("/ui/fragments/deployments")
+def deployments_fragment(request: Request, svc: Svc) -> HTMLResponse:
+    return svc.templates.TemplateResponse(
+        request, "_deployments.html", context(request, svc, "deployments", deployments=deployment_views(svc))
+    )
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+@router.get("/ui/claims")
+def claims_page(request: Request, svc: Svc) -> HTMLResponse:
+    return render(
+        request, svc, "claims.html", "claims", stream=svc.claims.status(), profiles=list(DRIFT_PROFILES)
+    )
+
+
+# -- form posts ------------------------------------------------------------------------------
+
+
+def _opt_int(value: str) -> int | None:
+    return int(value) if value.strip() else None
+
+
+@router.post("/ui/actions/commit")
+async def commit_action(
+    user: User,
+    svc: Svc,
+    rows: Annotated[str, Form(max_length=10)] = "",
+    n_estimators: Annotated[str, Form(max_length=10)] = "",
+    drift: Annotated[str, Form(max_length=10)] = "",
+    auto_continue: Annotated[str, Form(max_length=10)] = "",
+) -> RedirectResponse:
+    try:
+        req = RunRequest(
+            rows=_opt_int(rows),
+            nEstimators=_opt_int(n_estimators),
+            drift=drift or None,
+            autoContinueToCD=auto_continue == "on",
+        )
+    except ValueError as exc:
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"invalid run settings: {exc}") from exc
+    run = await run_in_threadpool(actions.start_run, svc, user, req)
+    return RedirectResponse(f"/ui/runs/{run['metadata']['name']}", status_code=303)
+
+
+@router.post("/ui/actions/runs/{name}/{action}")
+async def run_action(
+    name: RunName,
+    action: Annotated[str, Path(pattern="^(continue|approve|reject|cancel)$")],
+    user: User,
+    svc: Svc,
+    comment: Annotated[str, Form(max_length=1024)] = "",
+    stage: Annotated[str, Form(max_length=64)] = "",
+) -> RedirectResponse:
+    if action == "continue":
+        await run_in_threadpool(actions.continue_to_cd, svc, user, name)
+    elif action == "approve":
+        await run_in_threadpool(actions.decide, svc, user, name, "Approved", comment)
+    elif action == "reject":
+        await run_in_threadpool(actions.decide, svc, user, name, "Rejected", comment)
+    else:
+        await run_in_threadpool(actions.cancel, svc, user, name)
+    suffix = f"?stage={stage}" if stage in STAGES_BY_NAME else ""
+    return RedirectResponse(f"/ui/runs/{name}{suffix}", status_code=303)
+
+
+@router.post("/ui/actions/rollback")
+async def rollback_action(
+    user: User,
+    svc: Svc,
+    reason: Annotated[str, Form(max_length=1024)] = "",
+    next: Annotated[str, Form(max_length=512)] = "",
+) -> RedirectResponse:
+    await run_in_threadpool(actions.rollback, svc, user, RollbackRequest(reason=reason))
+    return back(next, "/ui/deployments")
+
+
+@router.post("/ui/actions/failures/{mode}/toggle")
+async def failure_action(
+    mode: Annotated[str, Path(max_length=64)],
+    user: User,
+    svc: Svc,
+    next: Annotated[str, Form(max_length=512)] = "",
+) -> RedirectResponse:
+    await run_in_threadpool(actions.toggle_failure, svc, user, mode)
+    return back(next, "/ui/runs")
+
+
+@router.post("/ui/actions/claims/{action}")
+async def claims_action(
+    action: Annotated[str, Path(pattern="^(start|stop)$")],
+    user: User,
+    svc: Svc,
+    profile: Annotated[str, Form(pattern="^(none|mild|severe)$")] = "none",
+) -> RedirectResponse:
+    if action == "start":
+        await svc.claims.start(profile, user)
+    else:
+        await svc.claims.stop()
+    return RedirectResponse("/ui/claims", status_code=303)

@@ -1,0 +1,22 @@
+"""`/auth/session`: who is signed in, and the CSRF token script clients send as X-CSRF-Token."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from .. import auth
+from ..deps import Services, services
+
+router = APIRouter(tags=["session"])
+
+
+@router.get("/auth/session", summary="The session's user and CSRF token (same-origin pages only)")
+def session(request: Request, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+    return {
+        "user": auth.session_user(request.session),
+        "csrfToken": auth.csrf_token(request.session),
+        "readOnly": not svc.authenticator.enabled,
+        "impersonateGroup": svc.config.impersonate_group,
+    }

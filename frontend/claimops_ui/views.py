@@ -1,0 +1,327 @@
+"""Pure helpers that turn resources into what pages and the JSON API show: run summaries,
+the DAG layout, stage source code (read with `ast`, never imported) and stage config.
+Nothing here does I/O except reading the stage modules' source files."""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from claimops_stages.contract import STAGES, STAGES_BY_NAME, StageInputs, StageKind
+
+from .errors import NotFound
+
+#: Where each kind of stage's logic lives when no stage function exists (no Job).
+OPERATOR_HANDLERS: Mapping[StageKind, str] = {
+    StageKind.MARKER: "_handle_marker",
+    StageKind.GATE: "_handle_gate",
+    StageKind.DEPLOYMENT: "_handle_deployment",
+}
+TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
+STATE_LABEL = {
+    "Pending": "pending",
+    "Running": "running",
+    "Succeeded": "succeeded",
+    "Failed": "failed",
+    "Skipped": "skipped",
+    "Waiting": "waiting",
+    "Cancelled": "cancelled",
+}
+
+
+def check_stage(name: str) -> str:
+    if name not in STAGES_BY_NAME:
+        raise NotFound(f"no stage {name!r}; stages: {', '.join(STAGES_BY_NAME)}")
+    return name
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
+
+
+def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the runs list (and the `/pipeline/{run_id}/status` head)."""
+    meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
+    commit = spec.get("commit") or {}
+    succeeded = condition(run, "Succeeded")
+    approval = status.get("approval") or {}
+    evaluation = status.get("evaluation") or {}
+    stages = status.get("stages") or []
+    done = sum(1 for s in stages if s.get("state") in ("Succeeded", "Skipped"))
+    phase = status.get("phase") or "Pending"
+    return {
+        "name": meta.get("name", ""),
+        "created": meta.get("creationTimestamp", ""),
+        "resourceVersion": meta.get("resourceVersion", ""),
+        "sha": commit.get("sha", ""),
+        "shortSha": str(commit.get("sha", ""))[:7],
+        "message": str(commit.get("message", "")).split("\n", 1)[0],
+        "author": commit.get("author", ""),
+        "phase": phase,
+        "terminal": phase in TERMINAL,
+        "currentStage": status.get("currentStage", ""),
+        "reason": succeeded.get("reason", ""),
+        "conditionMessage": succeeded.get("message", ""),
+        "approvalDecision": (spec.get("approval") or {}).get("decision", "Pending"),
+        "approvedBy": approval.get("by", ""),
+        "auc": evaluation.get("candidateAuc"),
+        "modelVersion": (status.get("mlflow") or {}).get("modelVersion", ""),
+        "failureInjection": list(spec.get("failureInjection") or []),
+        "drift": (spec.get("dataset") or {}).get("drift", "none"),
+        "progress": f"{done}/{len(stages)}" if stages else "",
+    }
+
+
+def sort_runs(runs: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(
+        runs,
+        key=lambda r: (r.get("metadata", {}).get("creationTimestamp", ""), r["metadata"]["name"]),
+        reverse=True,
+    )
+
+
+def stage_entries(run: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    return {str(s.get("name")): dict(s) for s in (run.get("status") or {}).get("stages") or []}
+
+
+def actions_for(run: Mapping[str, Any]) -> dict[str, bool]:
+    """Which buttons make sense now (the API server and the operator still decide)."""
+    spec, status = run.get("spec") or {}, run.get("status") or {}
+    phase = status.get("phase") or "Pending"
+    live = phase not in TERMINAL and not spec.get("cancel")
+    return {
+        "continueToCD": live and phase == "AwaitingCD" and not spec.get("continueToCD"),
+        "approve": live
+        and phase == "AwaitingApproval"
+        and (spec.get("approval") or {}).get("decision", "Pending") == "Pending",
+        "cancel": live,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# DAG layout
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    title: str
+    phase: str
+    kind: str
+    x: int
+    y: int
+    state: str
+    detail: str
+
+
+NODE_W, NODE_H = 182, 52
+_ROWS = {"CI": 0, "CD": 1, "Deploy": 2}
+_COL_W, _ROW_H, _PAD = 208, 92, 14
+
+
+def dag(run: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Nodes (with their state) and edges of the twelve stages, laid out in three rows."""
+    entries = stage_entries(run) if run else {}
+    columns: dict[str, int] = {}
+    nodes: list[Node] = []
+    for stage in STAGES:
+        row = _ROWS[stage.phase.value]
+        col = columns.get(stage.phase.value, 0)
+        columns[stage.phase.value] = col + 1
+        entry = entries.get(stage.name, {})
+        state = "Available" if stage.name == "rollback" else str(entry.get("state") or "Pending")
+        detail = str(entry.get("reason") or "")
+        nodes.append(
+            Node(
+                stage.name,
+                stage.title,
+                stage.phase.value,
+                stage.kind.value,
+                _PAD + col * _COL_W,
+                _PAD + row * _ROW_H,
+                state,
+                detail,
+            )
+        )
+    by_name = {n.name: n for n in nodes}
+    linear = [s.name for s in STAGES if s.name != "rollback"]
+    edges: list[dict[str, Any]] = []
+    for a, b in itertools.pairwise(linear):
+        na, nb = by_name[a], by_name[b]
+        if na.y == nb.y:
+            edges.append(
+                {
+                    "from": a,
+                    "to": b,
+                    "d": f"M{na.x + NODE_W},{na.y + NODE_H // 2} L{nb.x},{nb.y + NODE_H // 2}",
+                }
+            )
+        else:  # wrap to the next row: down from the end of the row, back to its start
+            x1, y1 = na.x + NODE_W // 2, na.y + NODE_H
+            x2, y2 = nb.x + NODE_W // 2, nb.y
+            mid = (y1 + y2) // 2
+            edges.append({"from": a, "to": b, "d": f"M{x1},{y1} L{x1},{mid} L{x2},{mid} L{x2},{y2}"})
+    rb, promote = by_name["rollback"], by_name["promote-production"]
+    edges.append(
+        {
+            "from": "promote-production",
+            "to": "rollback",
+            "dashed": True,
+            "d": f"M{promote.x + NODE_W},{promote.y + NODE_H // 2} L{rb.x},{rb.y + NODE_H // 2}",
+        }
+    )
+    width = _PAD * 2 + (max(columns.values()) - 1) * _COL_W + NODE_W
+    height = _PAD * 2 + 2 * _ROW_H + NODE_H
+    return {
+        "nodes": nodes,
+        "edges": edges,
+        "width": width,
+        "height": height,
+        "nodeW": NODE_W,
+        "nodeH": NODE_H,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Stage code (read, not imported: importing the stages pulls in MLflow and scikit-learn)
+
+
+def _module_file(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise NotFound(f"module {module} is not installed")
+    return Path(spec.origin)
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed(module: str) -> tuple[str, ast.Module, Path]:
+    path = _module_file(module)
+    text = path.read_text()
+    return text, ast.parse(text), path
+
+
+def stage_function_names() -> dict[str, str]:
+    """The STAGE_FUNCTIONS registry of claimops_stages.stages: stage name -> function name."""
+    _, tree, _ = _parsed("claimops_stages.stages")
+    for node in tree.body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        value = node.value if isinstance(node, ast.AnnAssign | ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id == "STAGE_FUNCTIONS" and isinstance(value, ast.Dict):
+            return {
+                k.value: v.id
+                for k, v in zip(value.keys, value.values, strict=True)
+                if isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Name)
+            }
+    return {}
+
+
+def _function_source(module: str, function: str) -> dict[str, Any]:
+    text, tree, path = _parsed(module)
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            lines = text.splitlines()[first - 1 : node.end_lineno]
+            return {
+                "module": module,
+                "file": path.name,
+                "function": function,
+                "startLine": first,
+                "endLine": node.end_lineno,
+                "source": "\n".join(lines) + "\n",
+            }
+    raise NotFound(f"function {function} not found in {module}")
+
+
+def stage_code(name: str) -> dict[str, Any]:
+    """The source of what a stage runs: its stage function, or for a stage without a Job the
+    operator's handler for that kind of stage."""
+    stage = STAGES_BY_NAME[check_stage(name)]
+    functions = stage_function_names()
+    if name in functions:
+        found = _function_source("claimops_stages.stages", functions[name])
+        where = "stage Job (python -m claimops_stages " + name + ")"
+    elif stage.kind in OPERATOR_HANDLERS:
+        found = _function_source("claimops_operator.pipeline", OPERATOR_HANDLERS[stage.kind])
+        where = f"operator ({stage.kind.value.lower()} stage: no Job)"
+    else:
+        raise NotFound(
+            f"stage {name} has no registered stage function yet (claimops_stages.stages.STAGE_FUNCTIONS)"
+        )
+    return {"name": name, "title": stage.title, "kind": stage.kind.value, "runsIn": where, **found}
+
+
+# --------------------------------------------------------------------------------------------
+# Stage config
+
+
+def _container(job: Mapping[str, Any]) -> dict[str, Any]:
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    return dict(containers[0])
+
+
+def _env(container: Mapping[str, Any]) -> list[dict[str, str]]:
+    env = []
+    for var in container.get("env") or []:
+        if "value" in var:
+            env.append({"name": var["name"], "value": str(var.get("value", ""))})
+        else:  # never resolve references: show where the value comes from, not the secret
+            ref = var.get("valueFrom") or {}
+            kind = next(iter(ref), "valueFrom")
+            target = ref.get(kind, {})
+            env.append(
+                {"name": var["name"], "value": f"<{kind} {target.get('name', '')}:{target.get('key', '')}>"}
+            )
+    return env
+
+
+def stage_config(
+    name: str, run: Mapping[str, Any] | None = None, job: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    stage = STAGES_BY_NAME[check_stage(name)]
+    result: dict[str, Any] = {
+        "name": name,
+        "title": stage.title,
+        "phase": stage.phase.value,
+        "kind": stage.kind.value,
+        "description": stage.description,
+    }
+    if job is not None:
+        container = _container(job)
+        result["job"] = {
+            "name": job.get("metadata", {}).get("name"),
+            "image": container.get("image"),
+            "command": container.get("command") or [],
+            "args": container.get("args") or [],
+            "env": _env(container),
+            "resources": container.get("resources") or {},
+            "activeDeadlineSeconds": job.get("spec", {}).get("activeDeadlineSeconds"),
+        }
+    elif stage.kind is StageKind.JOB:
+        result["job"] = {
+            "name": None,
+            "command": ["python", "-m", "claimops_stages", name],
+            "args": StageInputs().to_args(),
+            "note": "defaults; a run's Job shows the arguments it was given",
+        }
+    if run is not None:
+        result["run"] = run.get("metadata", {}).get("name")
+        result["runSpec"] = run.get("spec") or {}
+        result["stageStatus"] = stage_entries(run).get(name, {})
+    return result

@@ -1,0 +1,141 @@
+"""Benchmarks of the UI against a real control plane, printed as figures.
+
+    python tests/bench/bench_ui.py [--runs 200] [--changes 20]
+
+Targets (2 cores): the runs page with 200 PipelineRuns renders in under 200 ms (median, full
+HTTP round trip), and a status change reaches an open page in under 1 s (p95: from the status
+patch until the page's DOM shows it, measured in headless Chromium, for both the run page and
+the runs list).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kubernetes import client
+from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from claimops_stages.contract import STAGES
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.control_plane import REPO_ROOT, ControlPlane
+from tests.harness.ui_server import UiServer, setup_ui_identity, ui_config
+
+NAMESPACE = "bench-ui"
+GROUP, VERSION, PLURAL = "claimops.io", "v1alpha1", "pipelineruns"
+
+
+def status(i: int, state: str = "Succeeded") -> dict[str, Any]:
+    stages = [
+        {"name": s.name, "state": state if n < 6 else "Pending", "attempt": 1, "job": f"run-{i}-{s.name}-1",
+         "reason": "Passed", "metrics": {"auc_roc": 0.8}}
+        for n, s in enumerate(STAGES) if s.name != "rollback"
+    ]  # fmt: skip
+    return {
+        "status": {
+            "phase": "AwaitingApproval",
+            "currentStage": "manual-approval",
+            "stages": stages,
+            "evaluation": {"candidateAuc": 0.8 + i / 10000, "passed": True},
+            "conditions": [
+                {"type": "Succeeded", "status": "Unknown", "reason": "AwaitingApproval", "message": "waiting",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ],
+        }
+    }  # fmt: skip
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--changes", type=int, default=20)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="claimops-bench-ui-"))
+    plane = ControlPlane.start(workdir / "cp")
+    ui: UiServer | None = None
+    try:
+        plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+        plane.kubectl("wait", "--for=condition=Established", "crd/pipelineruns.claimops.io", "--timeout=60s")
+        plane.kubectl("create", "namespace", NAMESPACE)
+        api = client.CustomObjectsApi(plane.api_client())
+        for i in range(args.runs):
+            name = f"run-{i:04d}"
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "PipelineRun",
+                "metadata": {"name": name},
+                "spec": {"commit": {"sha": f"{i:07x}abc", "message": f"commit {i}", "author": "bench"}},
+            }
+            api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+            api.patch_namespaced_custom_object_status(GROUP, VERSION, NAMESPACE, PLURAL, name, status(i))
+        kubeconfig = setup_ui_identity(plane, NAMESPACE, ["bench"], workdir)
+        ui = UiServer(ui_config(NAMESPACE, kubeconfig, "http://127.0.0.1:9", workdir, None)).start()
+        print(f"claimops UI benchmarks ({args.runs} PipelineRuns, {args.changes} status changes)")
+
+        with httpx.Client(base_url=ui.url, timeout=30) as http:
+            listing = http.get("/ui/runs")
+            assert listing.text.count('data-run="run-') == args.runs, "the page does not list every run"
+            times = []
+            for _ in range(3 + 30):
+                started = time.perf_counter()
+                http.get("/ui/runs").raise_for_status()
+                times.append(time.perf_counter() - started)
+            times = times[3:]
+            print(
+                f"{'runs page, 200 runs (median)':<42} {statistics.median(times) * 1000:>8.1f} ms   target < 200 ms"
+                f"   (p95 {percentile(times, 0.95) * 1000:.1f} ms, {len(times)} requests)"
+            )
+
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page(base_url=ui.url)
+            for label, path, selector in (
+                ("status change -> run page (p95)", "/ui/runs/run-0001", "#run-live"),
+                ("status change -> runs list (p95)", "/ui/runs", "#run-run-0001"),
+            ):
+                page.goto(path)
+                page.wait_for_function("document.body.classList.contains('live')")
+                latencies = []
+                for n in range(args.changes):
+                    before = page.locator(selector).get_attribute("data-version")
+                    phase = "Running" if n % 2 == 0 else "AwaitingApproval"
+                    patch = status(1, "Running" if n % 2 == 0 else "Succeeded")
+                    patch["status"]["phase"] = phase
+                    started = time.time()
+                    api.patch_namespaced_custom_object_status(
+                        GROUP, VERSION, NAMESPACE, PLURAL, "run-0001", patch
+                    )
+                    page.wait_for_function(
+                        "([sel, v]) => { const e = document.querySelector(sel); return e && e.dataset.version !== v; }",
+                        arg=[selector, before],
+                        polling="raf",
+                        timeout=10_000,
+                    )
+                    latencies.append(time.time() - started)
+                print(
+                    f"{label:<42} {percentile(latencies, 0.95) * 1000:>8.1f} ms   target < 1000 ms"
+                    f"   (median {statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms)"
+                )
+            browser.close()
+    finally:
+        if ui is not None:
+            ui.stop()
+        plane.stop()
+        plane.remove()
+
+
+if __name__ == "__main__":
+    main()
