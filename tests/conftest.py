@@ -79,6 +79,15 @@ def cluster_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowS
         yield server
 
 
+@pytest.fixture
+def fresh_mlflow(tmp_path: Path) -> Iterator[MlflowServer]:
+    """An `mlflow server` of the test's own, for tests that count registered versions."""
+    with running_mlflow(
+        f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"), tmp_path
+    ) as server:
+        yield server
+
+
 OperatorFactory = Callable[..., OperatorProcess]
 
 

@@ -58,7 +58,7 @@ class UiStack:
         return json.loads(self.control_plane.kubectl(*args, "-n", self.namespace, "-o", "json").stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = os.environ.get("CLAIMOPS_ARTIFACTS")
     path = Path(base) / "ui-screenshots" if base else tmp_path_factory.mktemp("ui-screenshots")
@@ -67,7 +67,7 @@ def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     print(f"\nUI screenshots: {path}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ui_stack(
     control_plane: ControlPlane,
     claimops_crds: tuple[str, ...],
@@ -94,7 +94,7 @@ def ui_stack(
         control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -111,7 +111,7 @@ def watch_console(page: Page, errors: list[str]) -> None:
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def alice(browser: Browser, ui_stack: UiStack) -> Iterator[Page]:
     """One signed-in page for the whole session (the flow tests share one run)."""
     context = browser.new_context(base_url=ui_stack.url, viewport={"width": 1366, "height": 900})

@@ -20,6 +20,7 @@ import yaml
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
+from tests.harness.mlflow_server import MlflowServer
 from tests.harness.node_standin import NodeStandIn
 
 pytestmark = pytest.mark.cluster
@@ -87,11 +88,20 @@ def jobs(cp: ControlPlane, namespace: str) -> list[dict[str, Any]]:
 
 
 def test_apply_continue_approve_runs_every_stage_to_staging(
-    control_plane: ControlPlane, namespace: str, node_standin: NodeStandIn, start_operator: OperatorFactory
+    control_plane: ControlPlane,
+    namespace: str,
+    node_standin: NodeStandIn,
+    start_operator: OperatorFactory,
+    fresh_mlflow: MlflowServer,
 ) -> None:
-    """With serving turned off in the operator, a run ends once staging serves the candidate."""
+    """With serving turned off in the operator, a run ends once staging serves the candidate.
+
+    The example run registers `claim-settlement`, so it gets an MLflow of its own: version 1 and
+    NoChampion hold whatever other tests registered."""
     cp = control_plane
-    operator = start_operator(namespace, CLAIMOPS_SERVING_ENABLED="false")
+    operator = start_operator(
+        namespace, CLAIMOPS_SERVING_ENABLED="false", CLAIMOPS_MLFLOW_TRACKING_URI=fresh_mlflow.url
+    )
     # The example as a user applies it, only renamed into the test's namespace.
     cp.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     name = yaml.safe_load(EXAMPLE.read_text())["metadata"]["name"]
