@@ -246,7 +246,7 @@ def _kubeconfig(server: str, ca: _KeyPair, user: str, client: _KeyPair) -> str:
 # --- processes ---------------------------------------------------------------------------
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to kill a child when the test process dies (even by SIGKILL)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -342,7 +342,7 @@ class ControlPlane:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group, so stop() reaches every child
-                preexec_fn=_die_with_parent if self.owned_by_caller else None,
+                preexec_fn=die_with_parent if self.owned_by_caller else None,
                 cwd=self.workdir,
             )
         component = _Component(name, process, log)
@@ -379,7 +379,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait(etcd, deadline, lambda: _http_ok(f"{etcd_url}/health"))
+        self._wait(etcd, deadline, lambda: http_ok(f"{etcd_url}/health"))
 
         pki_dir = self.pki_dir
         apiserver = self._spawn(
@@ -507,9 +507,10 @@ class ControlPlane:
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2))
 
 
-def _http_ok(url: str) -> bool:
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether `url` answers 200 (a readiness check)."""
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -9,39 +9,21 @@ and the whole group is stopped.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness.control_plane import free_port, stop_process_group
+from tests.harness.control_plane import die_with_parent, free_port, http_ok, stop_process_group
 
-PR_SET_PDEATHSIG = 1
+__all__ = ["MlflowServer", "ServiceError", "ServiceProcess", "http_ok", "running_mlflow"]
 
 
 class ServiceError(RuntimeError):
     """A service process could not be started or died."""
-
-
-def _die_with_parent() -> None:
-    # If the test process is killed, the kernel kills the service too (no orphans in CI).
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def http_ok(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @dataclass
@@ -66,7 +48,7 @@ class ServiceProcess:
                 stdin=subprocess.DEVNULL,
                 env=dict(self.env) if self.env is not None else None,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,  # no orphans in CI if the test process dies
                 user=self.user,
                 group=self.user,
                 cwd=self.log_path.parent,
