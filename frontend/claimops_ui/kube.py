@@ -15,8 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -456,17 +455,3 @@ class KubeGateway:
             "deploymentsSynced": self.deployments.synced,
             "errors": [e for e in (self.runs.last_error, self.deployments.last_error) if e],
         }
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
-
-
-def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    conditions: Iterable[dict[str, Any]] = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == type_), {})
