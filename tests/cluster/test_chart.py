@@ -21,9 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 import yaml
 
+from tests.harness.chart import flag_value, mlflow_server_command, uri_scheme
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError, binary
+from tests.harness.mlflow_server import ServiceError, chart_server_argv
+from tests.harness.postgres import Postgres
 
 CHART = REPO_ROOT / "helm" / "claimops"
 INSTALL_MANIFEST = REPO_ROOT / "manifests" / "install" / "claimops.yaml"
@@ -258,7 +262,7 @@ def test_custom_values_reach_the_objects(tmp_path: Path) -> None:
         (
             "default",
             [
-                "--backend-store-uri=postgresql://mlflow:$(POSTGRES_PASSWORD)@claimops-postgresql:5432/mlflow",
+                "--backend-store-uri=postgresql+psycopg2://mlflow:$(POSTGRES_PASSWORD)@claimops-postgresql:5432/mlflow",
                 "--serve-artifacts",
                 "--artifacts-destination=s3://mlflow/",
             ],
@@ -290,6 +294,46 @@ def test_mlflow_server_flags(values: str, expected: list[str], tmp_path: Path) -
     # Stage pods reach artifacts through the tracking server: the operator hands them no keys.
     assert operator["CLAIMOPS_STAGE_SECRET_ENV"] == ""
     assert "AWS" not in operator["CLAIMOPS_STAGE_ENV"]
+
+
+@pytest.mark.parametrize("values", ["default", "embedded"], ids=["external", "embedded"])
+def test_mlflow_backend_store_driver_is_installed(values: str, tmp_path: Path) -> None:
+    """SQLAlchemy resolves the chart's backend-store URI to a driver the stage image ships
+    (`postgresql://` alone means psycopg 3, which it does not)."""
+    mlflow = container(render(*value_args(values, tmp_path)), "claimops-mlflow", "mlflow")
+    uri = next(a for a in mlflow["command"] if a.startswith("--backend-store-uri=")).split("=", 1)[1]
+    engine = sqlalchemy.create_engine(uri.replace("$(POSTGRES_PASSWORD)", "placeholder"))  # no connection
+    engine.dispose()
+
+
+@pytest.mark.parametrize("profile", ["external", "embedded"])
+def test_service_harness_starts_mlflow_with_the_chart_arguments(profile: str, tmp_path: Path) -> None:
+    """tests/harness/mlflow_server.py runs the chart's own `mlflow server` flags; only values
+    that name the cluster are local."""
+    chart_command = mlflow_server_command(profile)
+    backend = Postgres().uri if profile == "external" else f"sqlite:///{tmp_path}/mlflow.db"
+    artifacts = "s3://bucket/mlflow" if profile == "external" else str(tmp_path / "artifacts")
+    argv = chart_server_argv(backend, artifacts, 5999)
+    assert argv[1:4] == ["-m", "mlflow", "server"]
+    assert [a.split("=", 1)[0] for a in argv[4:]] == [a.split("=", 1)[0] for a in chart_command[2:]]
+    assert f"--backend-store-uri={backend}" in argv
+    assert uri_scheme(backend) == uri_scheme(flag_value(chart_command, "--backend-store-uri"))
+    for arg in chart_command[2:]:
+        if arg.split("=", 1)[0] not in (
+            "--host",
+            "--port",
+            "--workers",
+            "--backend-store-uri",
+            "--artifacts-destination",
+        ):
+            assert arg in argv
+    other = (
+        "postgresql://mlflow@127.0.0.1/mlflow"
+        if profile == "external"
+        else f"sqlite+pysqlite:///{tmp_path}/db"
+    )
+    with pytest.raises(ServiceError, match="scheme"):
+        chart_server_argv(other, artifacts, 5999)
 
 
 def test_secrets_are_generated_never_defaults(tmp_path: Path) -> None:

@@ -17,9 +17,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.chart import mlflow_server_command, uri_scheme
 from tests.harness.control_plane import die_with_parent, free_port, http_ok, stop_process_group
 
-__all__ = ["MlflowServer", "ServiceError", "ServiceProcess", "http_ok", "running_mlflow"]
+__all__ = [
+    "MlflowServer",
+    "ServiceError",
+    "ServiceProcess",
+    "chart_server_argv",
+    "http_ok",
+    "running_mlflow",
+]
 
 
 class ServiceError(RuntimeError):
@@ -76,9 +84,53 @@ class ServiceProcess:
             self.process = None
 
 
+def chart_server_argv(backend_store_uri: str, artifacts_destination: str, port: int) -> list[str]:
+    """The chart's own `mlflow server` argument list (helm/claimops, the `embedded` profile
+    for SQLite, else `external`) with the cluster-specific values replaced by local ones.
+
+    The backend-store and artifact URIs must use the chart's schemes (SQLAlchemy driver
+    included), so the service tests exercise the driver the installed product uses.
+    """
+    profile = "embedded" if uri_scheme(backend_store_uri).startswith("sqlite") else "external"
+    command = mlflow_server_command(profile)
+    # Flags whose chart values name the cluster (bind address, Service port, pod size, the
+    # PostgreSQL Service and Secret, the MinIO bucket or the volume) get local values of the
+    # same kind; every other flag of the chart's command is passed on unchanged.
+    local = {
+        "--host": "127.0.0.1",
+        "--port": str(port),
+        # One worker: on two cores more only compete with the tests for CPU.
+        "--workers": "1",
+        "--backend-store-uri": backend_store_uri,
+        "--artifacts-destination": artifacts_destination,
+    }
+    args: list[str] = []
+    for arg in command[2:]:
+        flag, _, value = arg.partition("=")
+        if flag in local:
+            if flag in ("--backend-store-uri", "--artifacts-destination") and uri_scheme(value) != uri_scheme(
+                local[flag]
+            ):
+                raise ServiceError(
+                    f"the chart ({profile} profile) starts MLflow with {flag} scheme "
+                    f"{uri_scheme(value)!r}, this harness with {uri_scheme(local[flag])!r}: use the chart's"
+                )
+            args.append(f"{flag}={local.pop(flag)}")
+        elif "$(" in value:
+            raise ServiceError(
+                f"the chart's `mlflow server` flag {arg} needs the pod's env: give it a local value here"
+            )
+        else:
+            args.append(arg)
+    if local:
+        raise ServiceError(f"the chart's `mlflow server` command lacks {sorted(local)}: {command}")
+    return [sys.executable, "-m", "mlflow", "server", *args]
+
+
 @dataclass
 class MlflowServer:
-    """`mlflow server` with a backend store URI and proxied artifacts (--serve-artifacts)."""
+    """`mlflow server` started with the chart's arguments (:func:`chart_server_argv`) on a
+    local backend store and artifact destination."""
 
     backend_store_uri: str
     artifacts_destination: str
@@ -93,13 +145,7 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 90) -> MlflowServer:
-        argv = [
-            sys.executable, "-m", "mlflow", "server",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--backend-store-uri", self.backend_store_uri,
-            "--serve-artifacts", "--artifacts-destination", self.artifacts_destination,
-            "--workers", "1",
-        ]  # fmt: skip
+        argv = chart_server_argv(self.backend_store_uri, self.artifacts_destination, self.port)
         # No job runner/huey consumers: the stages run no server-side jobs, and on two cores
         # they only compete with the tests for CPU.
         env = {**os.environ, **self.env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.chart import mlflow_backend_scheme
 from tests.harness.control_plane import free_port
 from tests.harness.mlflow_server import ServiceError, ServiceProcess
 
@@ -44,8 +45,10 @@ class Postgres:
 
     @property
     def uri(self) -> str:
-        # Explicit driver: SQLAlchemy 2.1 defaults postgresql:// to psycopg 3, the image ships psycopg2.
-        return f"postgresql+psycopg2://{ROLE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
+        """MLflow's backend-store URI, with the scheme (SQLAlchemy driver) of the chart's MLflow:
+        the service tests then load the driver the installed product loads."""
+        scheme = mlflow_backend_scheme("external")
+        return f"{scheme}://{ROLE}:{self.password}@127.0.0.1:{self.port}/{DATABASE}"
 
     @property
     def socket_dir(self) -> Path:
