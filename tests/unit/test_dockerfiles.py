@@ -94,9 +94,14 @@ def parse(path: Path) -> Dockerfile:
 
 
 def pip_install_args(stage: Stage) -> list[str]:
+    """The requirement install: the build stage installs the third-party requirements in a
+    layer of their own, then the project with --no-deps under the same extra and constraints."""
     commands = [shlex.split(run) for run in stage.args("RUN") if run.startswith("pip install")]
-    assert len(commands) == 1, "the build stage runs exactly one pip install"
-    return commands[0][2:]
+    assert len(commands) == 2, "the build stage runs two pip installs (requirements, then the project)"
+    requirements, project = commands
+    assert "--no-deps" in project and "--no-deps" not in requirements
+    assert [a for a in project[2:] if a != "--no-deps"] == requirements[2 : requirements.index("&&")]
+    return requirements[2 : requirements.index("&&")]
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
