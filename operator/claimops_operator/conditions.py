@@ -37,7 +37,9 @@ class RunReason(StrEnum):
     """Condition reasons set by the operator itself.
 
     Failed stages add the stage result's own reason (``claimops_stages.contract.Reason``, e.g.
-    ``CITestsFailed``, ``SchemaValidationFailed``, ``MetricRegression``, ``MLflowUnavailable``).
+    ``CITestsFailed``, ``SchemaValidationFailed``, ``MetricRegression``, ``MLflowUnavailable``),
+    or ``ImagePullFailed`` / ``ContainerCannotStart`` when a stage's container cannot start
+    (``claimops_operator.pods.StartFailureReason``).
     """
 
     # Succeeded=Unknown.

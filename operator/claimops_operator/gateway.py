@@ -6,6 +6,7 @@ client is synchronous, so the handlers call these methods in a worker thread.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,9 +26,11 @@ from .builders import (
     MANAGED_BY,
     SPEC_HASH,
     VERSION,
+    model_server_selector,
 )
 from .metrics import API_WRITES
 from .pipeline import JobState, ObservedDeployment, ObservedJob
+from .pods import ContainerWaiting, first_waiting
 from .serving import ObservedRollout
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,9 @@ class KubernetesGateway:
 
     def _observe_jobs(self, namespace: str, selector: str) -> list[ObservedJob]:
         jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        # The pods carry their Job's labels: one read answers for every active Job.
+        active = any(job_state(job)[0] == "Active" for job in jobs)
+        pods_by_job = self._pods_by_job(namespace, selector) if active else {}
         observed = []
         for job in jobs:
             labels = job.metadata.labels or {}
@@ -130,9 +136,31 @@ class KubernetesGateway:
                     failure_reason=failure_reason,
                     started_at=job.status.start_time if job.status else None,
                     finished_at=_finished_at(job),
+                    waiting=first_waiting(pods_by_job.get(job.metadata.name, ()))
+                    if state == "Active"
+                    else None,
                 )
             )
         return observed
+
+    def _pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """Pods as the API's plain JSON (what :mod:`.pods` reads; no client models needed)."""
+        response = self.core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False)
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
+
+    def _pods_by_job(self, namespace: str, selector: str) -> dict[str, list[dict[str, Any]]]:
+        by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in self._pods(namespace, selector):
+            job = ((pod.get("metadata") or {}).get("labels") or {}).get("batch.kubernetes.io/job-name")
+            if job:
+                by_job.setdefault(job, []).append(pod)
+        return by_job
+
+    def model_server_waiting(self, namespace: str, name: str) -> ContainerWaiting | None:
+        """A waiting container of a ModelDeployment's model server pods, if any."""
+        selector = ",".join(f"{k}={v}" for k, v in model_server_selector(name).items())
+        return first_waiting(self._pods(namespace, selector))
 
     def _result(self, namespace: str, job_name: str) -> StageResult | None:
         key = f"{namespace}/{job_name}"
@@ -170,6 +198,7 @@ class KubernetesGateway:
                 reason=str(ready.get("reason", "")),
                 message=str(ready.get("message", "")),
                 url=status.get("url"),
+                current=up_to_date,
             )
         return deployments
 

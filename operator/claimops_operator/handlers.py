@@ -2,8 +2,9 @@
 
 Events on a PipelineRun, on its Jobs and on the ModelDeployments it asked for lead to a
 reconcile of that run; events on a ModelDeployment, its Deployment and its rollback Jobs lead
-to a reconcile of that ModelDeployment. Watch-event handlers keep no Kopf progress annotations,
-so the operator writes nothing to an object but its status.
+to a reconcile of that ModelDeployment; a pod of either whose container cannot start leads to
+a reconcile of its owner. Watch-event handlers keep no Kopf progress annotations, so the
+operator writes nothing to an object but its status.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from prometheus_client import start_http_server
 from .builders import GROUP, LABEL_MODEL_DEPLOYMENT, LABEL_RUN, MANAGED_BY, VERSION
 from .config import OperatorConfig
 from .gateway import KubernetesGateway
+from .pods import first_waiting, start_failure
 from .reconcile import RunReconciler, ServingReconciler
 
 log = logging.getLogger("claimops.operator")
@@ -136,4 +138,16 @@ async def model_deployment_changed(
 )
 async def model_server_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     if namespace is not None:
+        await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
+
+
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+async def pod_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+    # Job and Deployment events cover pods that run and end; only a container that cannot
+    # start (ImagePullBackOff, CreateContainerConfigError, ...) needs the pod itself.
+    if namespace is None or start_failure(first_waiting([body])) is None:
+        return
+    if LABEL_RUN in labels:
+        await _runs().reconcile(namespace, labels[LABEL_RUN])
+    if LABEL_MODEL_DEPLOYMENT in labels:
         await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])

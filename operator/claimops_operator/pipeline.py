@@ -23,7 +23,9 @@ Contract with the handler:
   seconds when it is not None, and whenever the run, one of its Jobs or one of its
   ModelDeployments changes.
 * Fill ``ObservedJob.finished_at`` of a failed Job from its ``Failed`` condition's
-  lastTransitionTime (retries back off from it).
+  lastTransitionTime (retries back off from it), and ``ObservedJob.waiting`` of an active Job
+  from its pods (:func:`claimops_operator.pods.first_waiting`); reconcile again when a stage
+  pod's container cannot start (no Job event says so).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from .conditions import (
     with_generation,
 )
 from .naming import job_name
+from .pods import START_FAILURE_REASONS, ContainerWaiting, start_failure
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary
@@ -144,6 +147,8 @@ NON_RETRYABLE_REASONS: frozenset[str] = frozenset(
         Reason.DRIFT_DETECTED,
         Reason.INVALID_INPUT,
         Reason.NO_PREVIOUS_CHAMPION,
+        # The same pod spec meets the same missing image or Secret key on the next attempt.
+        *START_FAILURE_REASONS,
     }
 )
 
@@ -208,6 +213,9 @@ class ObservedJob:
     failure_reason: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    #: A waiting container of the Job's pod (an active Job only): ContainerCreating while it
+    #: starts, ImagePullBackOff and the like when it never will.
+    waiting: ContainerWaiting | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +229,8 @@ class ObservedDeployment:
     message: str = ""
     #: In-cluster URL of the model server (passed to shadow-monitor and promote-production).
     url: str | None = None
+    #: The status is about the current spec (status.observedGeneration == metadata.generation).
+    current: bool = True
 
 
 @dataclass(frozen=True)
@@ -588,6 +598,8 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
     if observed.attempt != entry.get("attempt") or observed.name != entry.get("job"):
         _adopt(ctx, entry, observed)
     if observed.state == "Active":
+        if (failure := start_failure(observed.waiting)) is not None:
+            return _cannot_start(ctx, entry, observed, *failure)
         _show_running(ctx, entry)
         return Step.WAIT
     result = observed.result
@@ -702,6 +714,11 @@ def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version
     if observed is not None and observed.ready and observed.serving_version == version:
         return None
     detail = f" ({observed.reason}: {observed.message})" if observed and observed.reason else ""
+    if observed is not None and observed.current and observed.reason in START_FAILURE_REASONS:
+        # Its model server cannot start (the ModelDeployment says why): no use waiting.
+        message = f"The {role} ModelDeployment cannot serve version {version}: {observed.message}"
+        _stage_failed(ctx, entry, observed.reason, message)
+        return Step.STOP
     deadline = _started(ctx, entry) + timedelta(seconds=ctx.spec.stage_seconds)
     if ctx.now >= deadline:
         message = f"The {role} ModelDeployment did not serve version {version} within {ctx.spec.stage_seconds}s{detail}"
@@ -793,6 +810,15 @@ def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
     if job.attempt > 1:
         message = f"{message} (after {job.attempt} attempts)"
     _stage_failed(ctx, entry, reason, message, finished_at=job.finished_at)
+    return Step.STOP
+
+
+def _cannot_start(ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str) -> Step:
+    """The Job's container will never start (missing image, Secret key, ...): fail the stage
+    now, not at the Job's deadline, and without a retry (the next attempt meets the same)."""
+    # The pod would keep pulling until the deadline; the status and Events keep the why.
+    ctx.actions.append(DeleteJob(job.name))
+    _stage_failed(ctx, entry, reason, f"Job {job.name}: {message}")
     return Step.STOP
 
 

@@ -1,9 +1,11 @@
 """Reconcilers: read what a resource owns, ask the pure decision function, carry actions out.
 
-One reconcile of a PipelineRun reads its Jobs (with their results) and the ModelDeployments of
-its model, calls :func:`claimops_operator.pipeline.decide` and applies the actions; one
-reconcile of a ModelDeployment reads its Deployment and rollback Job and calls
-:func:`claimops_operator.serving.decide_serving`. Reconciles of one object never overlap.
+One reconcile of a PipelineRun reads its Jobs (with their results, and for active Jobs what
+their pods wait for) and the ModelDeployments of its model, calls
+:func:`claimops_operator.pipeline.decide` and applies the actions; one reconcile of a
+ModelDeployment reads its Deployment (while it rolls out, also what its pods wait for) and
+rollback Job and calls :func:`claimops_operator.serving.decide_serving`. Reconciles of one
+object never overlap.
 Progress lives in the objects' status and in deterministically named children, so the operator
 keeps no state that a restart could lose.
 """
@@ -279,7 +281,16 @@ class ServingReconciler:
             wanted = rollback_job_name(name, str(request))
             jobs = await asyncio.to_thread(self.gateway.rollback_jobs, namespace, name)
             rollback = next((j for j in jobs if j.name == wanted), None)
-        decision = decide_serving(mdep, rollout, rollback, datetime.now(UTC), self.settings.stage_image)
+        waiting = None
+        if (
+            rollout is not None
+            and min(rollout.available_replicas, rollout.updated_replicas) < rollout.replicas
+        ):
+            # Some replica is not up: its pod may wait for an image that never comes.
+            waiting = await asyncio.to_thread(self.gateway.model_server_waiting, namespace, name)
+        decision = decide_serving(
+            mdep, rollout, rollback, datetime.now(UTC), self.settings.stage_image, waiting
+        )
         await self._carry_out(mdep, decision)
         status = mdep.get("status") or {}
         if decision.status != status:

@@ -29,6 +29,7 @@ from claimops_stages.contract import StageInputs
 
 from .conditions import format_time, set_condition
 from .pipeline import ObservedJob
+from .pods import ContainerWaiting, start_failure
 
 ROLLBACK_STAGE = "rollback"
 #: Roles whose rollback also moves the MLflow `champion` alias (through a Job).
@@ -130,7 +131,10 @@ def decide_serving(
     rollback_job: ObservedJob | None,
     now: datetime,
     image: str,
+    waiting: ContainerWaiting | None = None,
 ) -> ServingDecision:
+    """`waiting`: a waiting container of the model server's pods
+    (:func:`claimops_operator.pods.first_waiting`), when the rollout has not settled."""
     meta, spec = mdep["metadata"], mdep.get("spec") or {}
     status: dict[str, Any] = copy.deepcopy(dict(mdep.get("status") or {}))
     generation = int(meta.get("generation", 1))
@@ -193,6 +197,12 @@ def decide_serving(
     elif settled:
         condition("Ready", "False", "ScaledToZero", "spec.replicas is 0")
         condition("Progressing", "False", "RolloutComplete", "Scaled to zero")
+    elif rollout is not None and (stuck := _stuck(waiting, spec.get("image") or image)) is not None:
+        reason, message = stuck
+        if _reason(status, "Ready") != reason:  # one Event when it gets stuck, not one per reconcile
+            actions.append(ServingEvent("Warning", reason, message))
+        condition("Ready", "False", reason, message)
+        condition("Progressing", "False", reason, message)
     elif rollout is not None and rollout.failure:
         condition("Ready", "False", "RolloutFailed", rollout.failure)
         condition("Progressing", "False", "RolloutFailed", rollout.failure)
@@ -202,6 +212,20 @@ def decide_serving(
         condition("Ready", "False", "RollingOut", message)
         condition("Progressing", "True", "RollingOut", message)
     return _finish(status, generation, actions)
+
+
+def _stuck(waiting: ContainerWaiting | None, image: str) -> tuple[str, str] | None:
+    """(reason, message) when a model server pod of the current image can never start."""
+    # A pod of another image is left over from an earlier rollout that is being replaced.
+    if waiting is None or waiting.image != image:
+        return None
+    failure = start_failure(waiting)
+    return None if failure is None else (str(failure[0]), failure[1])
+
+
+def _reason(status: Mapping[str, Any], type_: str) -> str | None:
+    found = next((c for c in status.get("conditions") or () if c.get("type") == type_), None)
+    return None if found is None else str(found.get("reason"))
 
 
 def _finish(status: dict[str, Any], generation: int, actions: list[ServingAction]) -> ServingDecision:
@@ -269,7 +293,11 @@ def _rollback(
             condition("RolledBack", "Unknown", "InProgress", f"Job {name} moves the champion alias back")
             return WAIT
         if job.state == "Active":
-            return WAIT
+            failure = start_failure(job.waiting)
+            if failure is None:
+                return WAIT
+            # The Job's container will never start: refuse now, not at the Job's deadline.
+            return refuse(str(failure[0]), f"rollback Job {name}: {failure[1]}")
         result = job.result
         if job.state != "Succeeded" or result is None or not result.passed or not result.model_version:
             reason = result.reason if result else "JobFailed"

@@ -15,6 +15,9 @@ What is simulated, and how:
   to write to a scratch file instead of the pod's ``terminationMessagePath``; the harness reads
   it back like the kubelet would, including ``FallbackToLogsOnError``.
 - Pods are not bound to a node; a deleted pod's process is killed.
+- Images a test lists in :attr:`NodeStandIn.missing_images` "cannot be pulled": such a pod is
+  not run; it stays ``Pending`` with its container waiting in ``ErrImagePull``, as on a node
+  whose registry does not have the image.
 - Logs are kept per pod and are available from :meth:`NodeStandIn.logs`.
 - Networking: a pod that declares container ports gets a free local port, passed in
   ``CLAIMOPS_PORT``; its ``readinessProbe`` (httpGet) is polled on that port and the pod turns
@@ -123,6 +126,8 @@ class NodeStandIn:
         self.instant = instant
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="claimops-node-"))
         self.runs: dict[str, PodRun] = {}
+        #: Images whose pods are left waiting in ErrImagePull instead of being run.
+        self.missing_images: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -220,6 +225,9 @@ class NodeStandIn:
         run.workdir.mkdir(parents=True, exist_ok=True)
         with self._lock:
             self.runs[uid] = run
+        if pod.spec.containers[0].image in self.missing_images:
+            self._cannot_pull(pod, run)
+            return
         threading.Thread(target=self._run_pod, args=(pod, run), name=f"pod-{run.name}", daemon=True).start()
 
     # -- running one pod --
@@ -288,6 +296,25 @@ class NodeStandIn:
         self._finish(
             pod, run, container.name, run.exit_code, "Completed" if code == 0 else "Error", message, started
         )
+
+    def _cannot_pull(self, pod: Pod, run: PodRun) -> None:
+        """What a kubelet reports for an image its registry does not have (containerd's words)."""
+        container = pod.spec.containers[0]
+        image = container.image
+        message = (
+            f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": '
+            f"{image}: not found"
+        )
+        waiting = {"waiting": {"reason": "ErrImagePull", "message": message}}
+        self._patch_status(
+            pod,
+            {
+                "phase": "Pending",
+                "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": _now()}],
+                "containerStatuses": [self._container_status(container, waiting)],
+            },
+        )
+        run.done.set()
 
     def _probe_until_ready(
         self, pod: Pod, run: PodRun, container: Any, path: str, running: dict[str, Any]

@@ -12,6 +12,7 @@ import pytest
 from claimops_operator import builders
 from claimops_operator.config import OperatorConfig
 from claimops_operator.pipeline import JobState, ObservedJob
+from claimops_operator.pods import ContainerWaiting
 from claimops_operator.serving import (
     ApplyServer,
     CreateRollbackJob,
@@ -97,6 +98,14 @@ SERVING_2 = {
 }
 
 
+MISSING = "registry.invalid/claimops/stages:missing"
+
+
+def waiting(reason: str, image: str = IMAGE, message: str = "") -> ContainerWaiting:
+    """A model server pod's container waiting with the kubelet's `reason`."""
+    return ContainerWaiting("claim-settlement-production-6d9f-x7k2p", "model-server", image, reason, message)
+
+
 def cond(status: dict[str, Any], type_: str) -> tuple[str, str]:
     c = next(c for c in status["conditions"] if c["type"] == type_)
     return c["status"], c["reason"]
@@ -108,10 +117,12 @@ class Case:
     body: dict[str, Any]
     rollout: str = "none"  # none | settled | rolling | stale
     job: ObservedJob | None = None
+    waiting: ContainerWaiting | None = None
     # Expectations.
     apply: str | None = None  # the version (or "alias:champion") applied, or None
     rollback_job: bool = False
     ready: tuple[str, str] | None = None
+    progressing: tuple[str, str] | None = None
     serving: str | None = None
     events: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
@@ -273,6 +284,99 @@ CASES = [
 ]
 
 
+STUCK = {"Ready": ("False", "ImagePullFailed"), "Progressing": ("False", "ImagePullFailed")}
+CASES += [
+    # --- model server pods that cannot start ---------------------------------------------
+    *[
+        Case(
+            f"{kubelet}-stops-the-rollout-with-{reason}",
+            mdep(),
+            rollout="rolling",
+            waiting=waiting(kubelet),
+            ready=("False", reason),
+            progressing=("False", reason),
+            events=[f"Warning/{reason}"],
+        )
+        for kubelet, reason in [
+            ("ImagePullBackOff", "ImagePullFailed"),
+            ("ErrImagePull", "ImagePullFailed"),
+            ("ErrImageNeverPull", "ImagePullFailed"),
+            ("InvalidImageName", "ImagePullFailed"),
+            ("CreateContainerConfigError", "ContainerCannotStart"),
+            ("CreateContainerError", "ContainerCannotStart"),
+            ("RunContainerError", "ContainerCannotStart"),
+        ]
+    ],
+    Case(
+        "still-stuck-emits-no-second-event",
+        mdep(status={"conditions": [{"type": "Ready", "status": "False", "reason": "ImagePullFailed"}]}),
+        rollout="rolling",
+        waiting=waiting("ImagePullBackOff"),
+        ready=STUCK["Ready"],
+        progressing=STUCK["Progressing"],
+    ),
+    Case(
+        "no-deployment-yet-ignores-what-a-pod-waits-for",
+        mdep(image=MISSING),
+        rollout="none",
+        waiting=waiting("ErrImagePull", image=MISSING),
+        apply="2",
+        ready=("False", "RollingOut"),
+    ),
+    Case(
+        "an-unpullable-spec-image-override-of-the-applied-deployment",
+        mdep(image=MISSING),
+        rollout="rolling",
+        waiting=waiting("ErrImagePull", image=MISSING),
+        ready=STUCK["Ready"],
+        progressing=STUCK["Progressing"],
+        events=["Warning/ImagePullFailed"],
+    ),
+    Case(
+        "container-creating-is-progress",
+        mdep(),
+        rollout="rolling",
+        waiting=waiting("ContainerCreating"),
+        ready=("False", "RollingOut"),
+        progressing=("True", "RollingOut"),
+    ),
+    Case(
+        "a-stuck-pod-of-an-earlier-image-is-being-replaced",
+        mdep(),
+        rollout="rolling",
+        waiting=waiting("ImagePullBackOff", image=MISSING),
+        ready=("False", "RollingOut"),
+        progressing=("True", "RollingOut"),
+    ),
+    Case(
+        "a-settled-rollout-serves-whatever-a-pod-waits-for",
+        mdep(),
+        rollout="settled",
+        waiting=waiting("ImagePullBackOff"),
+        ready=("True", "Serving"),
+        progressing=("False", "RolloutComplete"),
+        serving="2",
+        events=["Normal/Serving"],
+    ),
+    Case(
+        "a-rollback-job-that-cannot-pull-is-refused-at-once",
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollout="settled",
+        job=ObservedJob(
+            "rollback",
+            1,
+            rollback_job_name("claim-settlement-production", "r1"),
+            "Active",
+            waiting=waiting("ImagePullBackOff", image=MISSING),
+        ),
+        ready=("True", "Serving"),
+        serving="2",
+        events=["Warning/RollbackFailed"],
+        status={"observedRollbackRequestId": "r1"},
+    ),
+]
+
+
 def _target(label: str) -> Target:
     return Target(None, label.split(":", 1)[1]) if label.startswith("alias:") else Target(label, None)
 
@@ -288,7 +392,7 @@ def test_decide_serving(case: Case) -> None:
         "rolling": rollout_for(body, Target(spec_version, None), ready=0, done=False),
         "stale": rollout_for(body, Target("2", None)),
     }[case.rollout]
-    decision = decide_serving(body, rollout, case.job, NOW, IMAGE)
+    decision = decide_serving(body, rollout, case.job, NOW, IMAGE, case.waiting)
 
     applied = [a for a in decision.actions if isinstance(a, ApplyServer)]
     if case.apply is None:
@@ -304,6 +408,8 @@ def test_decide_serving(case: Case) -> None:
     assert status["observedGeneration"] == body["metadata"]["generation"]
     if case.ready is not None:
         assert cond(status, "Ready") == case.ready
+    if case.progressing is not None:
+        assert cond(status, "Progressing") == case.progressing
     assert status.get("servingVersion") == case.serving
     for key, value in case.status.items():
         assert status.get(key) == value, key
@@ -313,6 +419,32 @@ def test_decide_serving(case: Case) -> None:
     if case.id == "production-rollback-starts-a-job-first":
         assert jobs[0].job_name == rollback_job_name("claim-settlement-production", "r1")
         assert jobs[0].inputs.model_name == "claim-settlement"
+
+
+def test_a_stuck_model_server_says_which_image_and_why() -> None:
+    message = f'failed to pull and unpack image "{MISSING}": not found'
+    decision = decide_serving(
+        mdep(image=MISSING), rollout_for(mdep(image=MISSING), Target("2", None), ready=0, done=False),
+        None, NOW, IMAGE, waiting("ErrImagePull", MISSING, message),
+    )  # fmt: skip
+    expected = (
+        f'Cannot pull image "{MISSING}" for container model-server of pod '
+        f"claim-settlement-production-6d9f-x7k2p (ErrImagePull: {message})"
+    )
+    for type_ in ("Ready", "Progressing"):
+        found = next(c for c in decision.status["conditions"] if c["type"] == type_)
+        assert (found["status"], found["reason"], found["message"]) == ("False", "ImagePullFailed", expected)
+    assert [(a.type, a.reason, a.message) for a in decision.actions if isinstance(a, ServingEvent)] == [
+        ("Warning", "ImagePullFailed", expected)
+    ]
+    rolled_back = decide_serving(
+        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        None,
+        ObservedJob("rollback", 1, "rb", "Active", waiting=waiting("ImagePullBackOff", MISSING)),
+        NOW,
+        IMAGE,
+    )
+    assert cond(rolled_back.status, "RolledBack") == ("False", "ImagePullFailed")
 
 
 def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:

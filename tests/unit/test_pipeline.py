@@ -39,6 +39,7 @@ from claimops_operator.pipeline import (
     retry_backoff,
     stage_inputs,
 )
+from claimops_operator.pods import ContainerWaiting
 from claimops_stages.contract import ResultStatus, StageInputs, StageResult
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
@@ -127,6 +128,28 @@ def nojob(
     return ObservedJob(
         stage, attempt, job_name(RUN.name, stage, attempt), state, None, failure_reason, T0, T0
     )
+
+
+MISSING_IMAGE = "registry.invalid/claimops/stages:missing"
+#: What kubelets write for each waiting reason (messages as seen on kind / containerd).
+KUBELET_MESSAGES: Mapping[str, str] = {
+    "ErrImagePull": f'failed to pull and unpack image "{MISSING_IMAGE}": not found',
+    "ImagePullBackOff": f'Back-off pulling image "{MISSING_IMAGE}"',
+    "ErrImageNeverPull": f'Container image "{MISSING_IMAGE}" is not present with pull policy of Never',
+    "InvalidImageName": f'Failed to apply default image tag "{MISSING_IMAGE}": invalid reference format',
+    "CreateContainerConfigError": 'secret "mlflow-s3" not found',
+    "CreateContainerError": "context deadline exceeded",
+    "RunContainerError": 'exec: "python": executable file not found in $PATH',
+    "ContainerCreating": "",
+    "PodInitializing": "",
+}
+
+
+def stuck(stage: str, reason: str, attempt: int = 1) -> ObservedJob:
+    """An active Job whose pod's container waits with the kubelet's `reason`."""
+    name = job_name(RUN.name, stage, attempt)
+    waiting = ContainerWaiting(f"{name}-x7k2p", "stage", MISSING_IMAGE, reason, KUBELET_MESSAGES[reason])
+    return ObservedJob(stage, attempt, name, "Active", started_at=T0, waiting=waiting)
 
 
 def served(
@@ -740,6 +763,119 @@ CASES: list[Case] = [
         events=[f"{W}/StageFailed", f"{W}/RunFailed"],
         conditions={"Succeeded": ("False", "CITestsFailed"), **CI_FAILURE_CONDITIONS},
     ),
+    # --- containers that cannot start: fail at once, never retried (retries: 3) --------
+    *[
+        Case(
+            f"{kubelet}-at-{stage}-fails-with-{reason}-without-retry",
+            at=stage,
+            spec="retries: 3",
+            jobs=[stuck(stage, kubelet)],
+            after=20,
+            phase="Failed",
+            stage=stage,
+            states={stage: "Failed", nxt: "Skipped"},
+            fields={stage: {"reason": reason, "attempt": 1, "job": f"demo-{stage}-1"}},
+            # The pod would keep trying until the Job's deadline: the Job goes.
+            actions=[("DeleteJob", f"demo-{stage}-1")],
+            events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+            conditions={"Succeeded": ("False", reason), "CIPassed": ci},
+        )
+        for kubelet, reason, stage, nxt, ci in [
+            (
+                "ImagePullBackOff",
+                "ImagePullFailed",
+                "ci-tests",
+                "data-validation",
+                ("False", "ImagePullFailed"),
+            ),
+            ("ErrImagePull", "ImagePullFailed", "quick-train", "mlflow-log", ("False", "ImagePullFailed")),
+            (
+                "ErrImageNeverPull",
+                "ImagePullFailed",
+                "full-train",
+                "evaluate-vs-champion",
+                ("True", "Passed"),
+            ),
+            (
+                "InvalidImageName",
+                "ImagePullFailed",
+                "shadow-monitor",
+                "promote-production",
+                ("True", "Passed"),
+            ),
+            (
+                "CreateContainerConfigError",
+                "ContainerCannotStart",
+                "data-validation",
+                "quick-train",
+                ("False", "ContainerCannotStart"),
+            ),
+            (
+                "CreateContainerError",
+                "ContainerCannotStart",
+                "mlflow-log",
+                "full-train",
+                ("False", "ContainerCannotStart"),
+            ),
+            (
+                "RunContainerError",
+                "ContainerCannotStart",
+                "evaluate-vs-champion",
+                "manual-approval",
+                ("True", "Passed"),
+            ),
+        ]
+    ],
+    Case(
+        "image-pull-failure-on-a-retry-attempt-fails-that-attempt",
+        at="mlflow-log",
+        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=10)],
+        jobs=[stuck("mlflow-log", "ImagePullBackOff", attempt=2)],
+        after=30,
+        phase="Failed",
+        stage="mlflow-log",
+        states={"mlflow-log": "Failed"},
+        fields={"mlflow-log": {"reason": "ImagePullFailed", "attempt": 2}},
+        actions=[("DeleteJob", "demo-mlflow-log-2")],
+        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        conditions={"Succeeded": ("False", "ImagePullFailed")},
+    ),
+    *[
+        Case(
+            f"{kubelet}-is-progress-and-keeps-the-stage-running",
+            at="quick-train",
+            jobs=[stuck("quick-train", kubelet)],
+            after=30,
+            stage="quick-train",
+            states={"quick-train": "Running"},
+            conditions={"Succeeded": ("Unknown", "Running")},
+        )
+        for kubelet in ("ContainerCreating", "PodInitializing")
+    ],
+    Case(
+        "staging-model-server-that-cannot-pull-fails-deploy-staging-at-once",
+        at="deploy-staging",
+        staging=staging(
+            False, None, "ImagePullFailed", f'Cannot pull image "{MISSING_IMAGE}" (ErrImagePull)'
+        ),
+        after=30,
+        phase="Failed",
+        stage="deploy-staging",
+        states={"deploy-staging": "Failed", "shadow-monitor": "Skipped", "promote-production": "Skipped"},
+        fields={"deploy-staging": {"reason": "ImagePullFailed"}},
+        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        conditions={"Succeeded": ("False", "ImagePullFailed"), "Deployed": ("False", "ImagePullFailed")},
+    ),
+    Case(
+        "a-stale-ImagePullFailed-of-the-previous-spec-is-waited-out",
+        at="deploy-staging",
+        staging=ObservedDeployment("staging", False, "6", "ImagePullFailed", "old news", current=False),
+        after=30,
+        stage="deploy-staging",
+        states={"deploy-staging": "Running"},
+        conditions={"Deployed": ("Unknown", "Deploying")},
+        requeue=10,
+    ),
     # --- cancel -------------------------------------------------------------------------
     Case(
         "cancel-while-a-job-runs-deletes-it",
@@ -880,6 +1016,45 @@ def test_decide(case: Case) -> None:
     assert status["observedGeneration"] == RUN.generation
 
 
+@pytest.mark.parametrize(
+    ("kubelet", "expected"),
+    [
+        pytest.param(
+            "ImagePullBackOff",
+            f'Cannot pull image "{MISSING_IMAGE}" for container stage of pod demo-ci-tests-1-x7k2p '
+            f'(ImagePullBackOff: Back-off pulling image "{MISSING_IMAGE}")',
+            id="ImagePullBackOff",
+        ),
+        pytest.param(
+            "ErrImagePull",
+            f'Cannot pull image "{MISSING_IMAGE}" for container stage of pod demo-ci-tests-1-x7k2p '
+            f'(ErrImagePull: failed to pull and unpack image "{MISSING_IMAGE}": not found)',
+            id="ErrImagePull",
+        ),
+        pytest.param(
+            "CreateContainerConfigError",
+            f'The container stage of pod demo-ci-tests-1-x7k2p (image "{MISSING_IMAGE}") cannot start '
+            '(CreateContainerConfigError: secret "mlflow-s3" not found)',
+            id="CreateContainerConfigError",
+        ),
+    ],
+)
+def test_start_failure_names_the_image_and_the_kubelets_reason(kubelet: str, expected: str) -> None:
+    world = drive("ci-tests", BASE_SPEC)
+    decision = decide(RUN, BASE_SPEC, world.status, [stuck("ci-tests", kubelet)], world.deployments, T0)
+    entry = next(s for s in decision.status["stages"] if s["name"] == "ci-tests")
+    assert entry["message"] == f"Job demo-ci-tests-1: {expected}"
+    summary = get_condition(decision.status["conditions"], "Succeeded")
+    assert summary is not None
+    assert summary["message"] == f"Stage ci-tests failed: Job demo-ci-tests-1: {expected}"
+    events = [a for a in decision.actions if isinstance(a, EmitEvent)]
+    assert [e.reason for e in events] == ["StageFailed", "RunFailed"]
+    assert all(expected in e.message for e in events)
+    # Nothing starts again, now or later (a finished run is stable).
+    later = decide(RUN, BASE_SPEC, decision.status, [], world.deployments, T0 + timedelta(hours=1))
+    assert later.actions == []
+
+
 # --------------------------------------------------------------------------------------------
 # Properties that hold in every phase
 
@@ -903,6 +1078,7 @@ PHASES: list[Case] = [
         jobs=[job("ci-tests", 1, "Failed", failed("ci-tests", "CITestsFailed"))],
         phase="Failed",
     ),
+    Case("ImagePullFailed", at="ci-tests", jobs=[stuck("ci-tests", "ImagePullBackOff")], phase="Failed"),
     Case(
         "Rejected", at="manual-approval", spec="approval: {decision: Rejected, comment: no}", phase="Rejected"
     ),

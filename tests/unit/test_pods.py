@@ -1,0 +1,121 @@
+"""Pods reduced to what their containers wait for (claimops_operator.pods), without a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from claimops_operator.pods import ContainerWaiting, StartFailureReason, first_waiting, start_failure
+
+IMAGE = "registry.invalid/claimops/stages:missing"
+
+
+def pod(
+    name: str = "demo-ci-tests-1-x7k2p",
+    *statuses: tuple[str, dict[str, Any]],
+    init: tuple[tuple[str, dict[str, Any]], ...] = (),
+    deleting: bool = False,
+    image: str = IMAGE,
+) -> dict[str, Any]:
+    """A pod as the API serves it; `statuses` are (container name, state) pairs."""
+    meta: dict[str, Any] = {"name": name, "namespace": "claims"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-26T04:00:00Z"
+    return {
+        "metadata": meta,
+        "spec": {
+            "initContainers": [{"name": n, "image": image} for n, _ in init],
+            "containers": [{"name": n, "image": image} for n, _ in statuses],
+        },
+        "status": {
+            "phase": "Pending",
+            "initContainerStatuses": [
+                {"name": n, "image": f"docker.io/{image}", "state": s} for n, s in init
+            ],
+            "containerStatuses": [
+                {"name": n, "image": f"docker.io/{image}", "state": s} for n, s in statuses
+            ],
+        },
+    }
+
+
+def waits(reason: str, message: str = "") -> dict[str, Any]:
+    return {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+
+
+RUNNING: dict[str, Any] = {"running": {"startedAt": "2026-11-26T04:00:00Z"}}
+
+
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        pytest.param([], None, id="no-pods"),
+        pytest.param([{"metadata": {"name": "p"}}], None, id="pod-without-status"),
+        pytest.param([pod("p", ("stage", RUNNING))], None, id="running"),
+        pytest.param(
+            [pod("p", ("stage", waits("ImagePullBackOff", "Back-off pulling image")))],
+            ContainerWaiting("p", "stage", IMAGE, "ImagePullBackOff", "Back-off pulling image"),
+            id="image-from-the-spec-not-the-normalized-status",
+        ),
+        pytest.param(
+            [pod("p", ("stage", waits("ContainerCreating")))],
+            ContainerWaiting("p", "stage", IMAGE, "ContainerCreating"),
+            id="progress-is-reported-too",
+        ),
+        pytest.param(
+            [
+                pod("a", ("stage", waits("ContainerCreating"))),
+                pod("b", ("stage", waits("ErrImagePull", "not found"))),
+            ],
+            ContainerWaiting("b", "stage", IMAGE, "ErrImagePull", "not found"),
+            id="a-start-failure-wins-over-progress",
+        ),
+        pytest.param(
+            [
+                pod(
+                    "p",
+                    ("main", waits("PodInitializing")),
+                    init=(("setup", waits("CreateContainerConfigError")),),
+                )
+            ],
+            ContainerWaiting("p", "setup", IMAGE, "CreateContainerConfigError"),
+            id="init-container",
+        ),
+        pytest.param(
+            [pod("p", ("stage", waits("ImagePullBackOff")), deleting=True)], None, id="pod-being-deleted"
+        ),
+    ],
+)
+def test_first_waiting(pods: list[dict[str, Any]], expected: ContainerWaiting | None) -> None:
+    assert first_waiting(pods) == expected
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [
+        ("ErrImagePull", StartFailureReason.IMAGE_PULL_FAILED),
+        ("ImagePullBackOff", StartFailureReason.IMAGE_PULL_FAILED),
+        ("ErrImageNeverPull", StartFailureReason.IMAGE_PULL_FAILED),
+        ("InvalidImageName", StartFailureReason.IMAGE_PULL_FAILED),
+        ("CreateContainerConfigError", StartFailureReason.CONTAINER_CANNOT_START),
+        ("CreateContainerError", StartFailureReason.CONTAINER_CANNOT_START),
+        ("RunContainerError", StartFailureReason.CONTAINER_CANNOT_START),
+        ("ContainerCreating", None),
+        ("PodInitializing", None),
+        ("CrashLoopBackOff", None),  # it started: the Job or Deployment reports the rest
+    ],
+    ids=lambda v: str(v),
+)
+def test_start_failure_reasons(reason: str, expected: StartFailureReason | None) -> None:
+    failure = start_failure(ContainerWaiting("p", "stage", IMAGE, reason, "why"))
+    assert (failure[0] if failure else None) == expected
+    if failure is not None:
+        assert f'"{IMAGE}"' in failure[1]
+        assert f"({reason}: why)" in failure[1]
+
+
+def test_a_long_kubelet_message_is_cut() -> None:
+    failure = start_failure(ContainerWaiting("p", "stage", IMAGE, "ErrImagePull", "x" * 5000))
+    assert failure is not None
+    assert len(failure[1]) < 1200
