@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prints KIND=, KUBECTL= and HELM= for `make up`/`make e2e`: the pinned kind built into the
+# cache (go install from the Go module proxy) unless that version is on PATH, and kubectl and
+# helm from PATH or else the cached binaries of the cluster test layer (tests/cluster/build.sh).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+source "$root/tests/cluster/versions.env"
+source "$here/versions.env"
+cache=${CLAIMOPS_CACHE:-$HOME/.cache/claimops}
+missing=()
+kind=$cache/bin/kind-$KIND_VERSION/kind
+if command -v kind >/dev/null 2>&1 && kind version 2>/dev/null | grep -q " $KIND_VERSION "; then
+  kind=$(command -v kind)
+elif [[ ! -x $kind ]]; then
+  if command -v go >/dev/null 2>&1; then
+    echo "      building kind $KIND_VERSION (go install, ~1 min) ..." >&2
+    mkdir -p "$(dirname "$kind")"
+    GOBIN=$(dirname "$kind") CGO_ENABLED=0 GOFLAGS=-buildvcs=false go install "sigs.k8s.io/kind@$KIND_VERSION" >&2
+  else
+    missing+=("kind $KIND_VERSION (https://kind.sigs.k8s.io), or Go to build it")
+  fi
+fi
+kubectl=$(command -v kubectl || true)
+helm=$(command -v helm || true)
+if [[ -z $kubectl || -z $helm ]]; then
+  if command -v go >/dev/null 2>&1; then
+    bash "$root/tests/cluster/build.sh" >&2
+  fi
+  [[ -n $kubectl ]] || kubectl=$cache/bin/kube-$KUBERNETES_VERSION/kubectl
+  [[ -n $helm ]] || helm=$cache/bin/helm-$HELM_VERSION/helm
+  [[ -x $kubectl ]] || missing+=("kubectl (https://kubernetes.io/docs/tasks/tools/), or Go to build it")
+  [[ -x $helm ]] || missing+=("helm 3 (https://helm.sh/docs/intro/install/), or Go to build it")
+fi
+if ((${#missing[@]})); then
+  echo "make up: missing:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 1
+fi
+echo "KIND=$kind KUBECTL=$kubectl HELM=$helm"
