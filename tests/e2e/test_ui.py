@@ -1,0 +1,127 @@
+"""The UI through kind's port mapping (http://localhost:3001) in headless Chromium, signed in
+with the password from the Secret the chart generated, acting under the chart's own RBAC:
+a fake commit advances live, the inspector shows the real pod log (pods/log API), approval
+records the signed-in user, and a failure toggle makes the next run fail as documented."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from tests.e2e.conftest import UI_URL, KindCluster
+from tests.e2e.test_install import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.e2e
+#: CI or CD of a small run on kind (2 cores, a container start per stage).
+STAGE_TIMEOUT_MS = 420_000
+FLOW: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = os.environ.get("CLAIMOPS_ARTIFACTS")
+    path = Path(base) / "e2e-screenshots" if base else tmp_path_factory.mktemp("e2e-screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def admin(kind: KindCluster) -> Iterator[Page]:
+    password = kind.secret(f"{kind.release}-ui-admin", "password")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_context(base_url=UI_URL, viewport={"width": 1366, "height": 900}).new_page()
+        page.set_default_timeout(20_000)
+        page.goto("/ui/login")
+        page.get_by_label("User name").fill("admin")
+        page.get_by_label("Password").fill(password)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url("**/ui/runs")
+        yield page
+        browser.close()
+
+
+def node(page: Page, stage: str) -> Any:
+    return page.locator(f'.node[data-stage="{stage}"]')
+
+
+def fake_commit(page: Page) -> str:
+    page.goto("/ui/runs")
+    page.get_by_label("Rows").fill("5000")
+    page.get_by_label("Trees").fill("50")
+    page.get_by_role("button", name="Fake commit").click()
+    page.wait_for_url(re.compile(r".*/ui/runs/run-[0-9a-f]{7}-.*"))
+    return page.url.split("/ui/runs/")[1].split("?")[0]
+
+
+def test_fake_commit_appears_and_advances_live(admin: Page, kind: KindCluster, screenshots: Path) -> None:
+    name = fake_commit(admin)
+    FLOW["run"] = name
+    admin.evaluate("window.__noReload = 'still here'")
+    expect(node(admin, "commit")).to_have_attribute("data-state", "Succeeded", timeout=60_000)
+    expect(node(admin, "ci-tests")).to_have_attribute("data-state", re.compile("Running|Succeeded"), timeout=60_000)
+    expect(admin.locator("#run-phase")).to_have_text("AwaitingCD", timeout=STAGE_TIMEOUT_MS)
+    assert admin.evaluate("window.__noReload") == "still here", "the page reloaded"
+    admin.screenshot(path=str(screenshots / "01-run-awaiting-cd.png"), full_page=True)
+    assert kind.get("cpr", name)["status"]["phase"] == "AwaitingCD"
+
+
+def test_the_inspector_shows_the_real_pod_log(admin: Page, kind: KindCluster, screenshots: Path) -> None:
+    name = FLOW["run"]
+    job = next(s["job"] for s in kind.get("cpr", name)["status"]["stages"] if s["name"] == "quick-train")
+    pod_log = kind.kubectl("logs", f"job/{job}").stdout
+    line = next(ln for ln in pod_log.splitlines() if "stage quick-train of pipeline run" in ln)
+    admin.goto(f"/ui/runs/{name}")
+    node(admin, "quick-train").click()
+    admin.get_by_role("tab", name="Logs").click()
+    expect(admin.locator("#stage-log")).to_contain_text(line.strip()[-60:])
+    admin.screenshot(path=str(screenshots / "02-inspector-logs.png"), full_page=True)
+
+
+def test_continue_and_approve_record_the_signed_in_user(admin: Page, kind: KindCluster, screenshots: Path) -> None:
+    name = FLOW["run"]
+    admin.goto(f"/ui/runs/{name}")
+    admin.get_by_role("button", name="Continue to CD").click()
+    expect(admin.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
+    admin.get_by_label("Comment (required to reject)").fill("e2e: approved in the browser")
+    admin.get_by_role("button", name="Approve").click()
+    expect(admin.locator("#approved-by")).to_have_text("admin", timeout=30_000)
+    run = kind.get("cpr", name)
+    assert run["spec"]["approval"]["by"] == "admin"
+    assert run["status"]["approval"] == {**run["status"]["approval"], "decision": "Approved", "by": "admin"}
+    admin.screenshot(path=str(screenshots / "03-approved.png"), full_page=True)
+    # The journey tests own production: this run stops here.
+    admin.locator("#cancel").click()
+    expect(admin.locator("#run-phase")).to_have_text("Cancelled", timeout=60_000)
+
+
+def test_a_failure_toggle_makes_the_next_run_fail_as_documented(
+    admin: Page, kind: KindCluster, screenshots: Path
+) -> None:
+    mode = FailureMode.SCHEMA_VALIDATION
+    admin.goto("/ui/runs")
+    toggle = admin.locator(f"#toggle-{mode.value}")
+    expect(toggle).to_have_attribute("aria-checked", "false")
+    toggle.click()
+    expect(admin.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "true")
+    try:
+        name = fake_commit(admin)
+    finally:
+        admin.goto("/ui/runs")
+        admin.locator(f"#toggle-{mode.value}").click()
+        expect(admin.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "false")
+    assert kind.get("cpr", name)["spec"]["failureInjection"] == [mode.value]
+    admin.goto(f"/ui/runs/{name}")
+    expect(admin.locator("#run-phase")).to_have_text("Failed", timeout=STAGE_TIMEOUT_MS)
+    expect(node(admin, "data-validation")).to_have_attribute("data-state", "Failed")
+    expect(admin.locator("#run-reason")).to_contain_text(FAILURE_REASONS[mode].value)
+    admin.screenshot(path=str(screenshots / "04-schema-validation-failed.png"), full_page=True)
+    message = kind.condition("cpr", name, "Succeeded")["message"]
+    assert "column" in message.lower(), message
