@@ -82,8 +82,9 @@ def stage_job(
     inputs: StageInputs,
     deadline_seconds: int,
     config: OperatorConfig,
+    image: str | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job that runs one attempt of one stage."""
+    """The batch/v1 Job that runs one attempt of one stage (in `image`, else the operator's)."""
     labels = {**common_labels(run, "stage"), LABEL_STAGE: stage, LABEL_ATTEMPT: str(attempt)}
     env = pod_env(
         config,
@@ -100,7 +101,7 @@ def stage_job(
         "containers": [
             {
                 "name": "stage",
-                "image": config.stage_image,
+                "image": image or config.stage_image,
                 "imagePullPolicy": config.image_pull_policy,
                 "command": ["python", "-m", "claimops_stages", stage],
                 "args": inputs.to_args(),

@@ -179,6 +179,7 @@ class RunReconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         timeouts = body.get("spec", {}).get("timeouts") or {}
+        stage_image = body.get("spec", {}).get("stageImage")
         for action in decision.actions:
             if isinstance(action, CreateJob):
                 manifest = builders.stage_job(
@@ -190,6 +191,7 @@ class RunReconciler:
                     inputs=action.inputs,
                     deadline_seconds=int(timeouts.get("stageSeconds", 1800)),
                     config=self.settings,
+                    image=stage_image,
                 )
                 kopf.append_owner_reference(manifest, owner=cast(Any, body))  # kopf takes plain dicts
                 created = await asyncio.to_thread(self.gateway.create_job, manifest)
