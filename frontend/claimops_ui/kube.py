@@ -416,6 +416,9 @@ class KubeGateway:
         return patched
 
     def set_failure_default(self, user: str, mode: str, enabled: bool) -> dict[str, bool]:
+        """Patch one toggle of the failure-defaults ConfigMap as `user`. The chart creates the
+        ConfigMap and grants the operators group get/patch/update on that one name only, so
+        the UI never creates it: a missing ConfigMap is a NotFound that says how to restore it."""
         core = client.CoreV1Api(self.writer(user))
         patch = {"data": {mode: "true" if enabled else "false"}}
         what = f"configmap {self.failure_configmap} as {user}"
@@ -428,21 +431,12 @@ class KubeGateway:
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
-            if exc.status != 404:
-                raise translate(exc, what) from exc
-            body: Any = {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {
-                    "name": self.failure_configmap,
-                    "labels": {"app.kubernetes.io/part-of": "claimops", "app.kubernetes.io/component": "ui"},
-                },
-                "data": patch["data"],
-            }
-            try:
-                core.create_namespaced_config_map(self.namespace, body, field_manager=FIELD_MANAGER)
-            except _API_ERRORS as exc2:
-                raise translate(exc2, what) from exc2
+            if exc.status == 404:
+                raise NotFound(
+                    f"ConfigMap {self.failure_configmap} does not exist in namespace {self.namespace}; "
+                    "the Helm chart creates it (`helm upgrade` restores it), the UI only edits it"
+                ) from exc
+            raise translate(exc, what) from exc
         except _API_ERRORS as exc:
             raise translate(exc, what) from exc
         return self.failure_defaults()

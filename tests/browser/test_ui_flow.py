@@ -15,6 +15,8 @@ from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from claimops_ui.errors import Forbidden
+from claimops_ui.kube import KubeGateway, load_configuration
 from tests.browser.conftest import USERS, UiStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
@@ -99,9 +101,10 @@ def test_a_form_post_from_another_site_is_refused(ui_stack: UiStack) -> None:
     assert response.status_code == 403
     assert "cross-site" in response.text
     cm = ui_stack.control_plane.kubectl(
-        "get", "configmap", "claimops-failure-defaults", "-n", ui_stack.namespace, check=False
-    )
-    assert "TrainingError" not in cm.stdout
+        "get", "configmap", "claimops-failure-defaults", "-n", ui_stack.namespace,
+        "-o", "jsonpath={.data.TrainingError}",
+    )  # fmt: skip
+    assert cm.stdout == "false"
 
 
 def test_the_ui_identity_can_only_read_and_impersonate_the_configured_users(ui_stack: UiStack) -> None:
@@ -129,28 +132,23 @@ def test_the_api_server_refuses_an_approval_in_someone_elses_name(ui_stack: UiSt
         "spec": {"commit": {"sha": "abcdef1"}, "cancel": True, "dataset": {"rows": 5000}},
     }
     cp.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(run))
-    as_alice = ["--as=alice", "--as-group=claimops:operators", "-n", ns, "--type=merge"]
-    forged = cp.kubectl(
-        "patch",
-        "cpr",
-        "forgery-check",
-        *as_alice,
-        "-p",
-        '{"spec":{"approval":{"decision":"Approved","by":"bob"}}}',
-        check=False,
+    # The UI's own write path: its ServiceAccount impersonating alice in the operators group,
+    # a merge patch (no GET first), with nothing but the chart's RBAC.
+    config = ui_stack.ui.config
+    gateway = KubeGateway(
+        load_configuration(config.kubeconfig),
+        ns,
+        impersonate_group=config.impersonate_group,
+        failure_configmap=config.failure_defaults_configmap,
     )
-    assert forged.returncode != 0
-    assert "spec.approval.by must name the requesting user (alice)" in forged.stderr
-    honest = cp.kubectl(
-        "patch",
-        "cpr",
-        "forgery-check",
-        *as_alice,
-        "-p",
-        '{"spec":{"approval":{"decision":"Approved","by":"alice"}}}',
-        check=False,
+    with pytest.raises(Forbidden, match=re.escape("spec.approval.by must name the requesting user (alice)")):
+        gateway.patch_run(
+            "alice", "forgery-check", {"spec": {"approval": {"decision": "Approved", "by": "bob"}}}
+        )
+    honest = gateway.patch_run(
+        "alice", "forgery-check", {"spec": {"approval": {"decision": "Approved", "by": "alice"}}}
     )
-    assert honest.returncode == 0, honest.stderr
+    assert honest["spec"]["approval"]["by"] == "alice"
 
 
 # -- the flow -----------------------------------------------------------------------------------

@@ -22,12 +22,11 @@ import yaml
 
 from claimops_ui.app import create_app
 from claimops_ui.config import UiConfig
-from tests.harness.control_plane import REPO_ROOT, ControlPlane, free_port
+from tests.harness import chart
+from tests.harness.control_plane import ControlPlane, free_port
 from tests.harness.node_standin import NodeStandIn
 
 UI_SERVICE_ACCOUNT = "claimops-ui"
-IMPERSONATE_GROUP = "claimops:operators"
-APPROVAL_POLICY = REPO_ROOT / "manifests" / "ui" / "approval-identity-policy.yaml"
 
 
 class StandInLogSource:
@@ -42,56 +41,46 @@ class StandInLogSource:
         return self.standin.logs(namespace, pod)
 
 
+#: What the UI's part of the chart installs that the harness applies: its identity and RBAC
+#: (ServiceAccount, reader Role, operators Role for the impersonated users, impersonator
+#: ClusterRole), the failure-defaults ConfigMap and the approval-identity admission policy.
+#: Not its Deployment, Service or Secrets: the harness runs the UI itself.
+UI_KINDS = (
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
+#: A placeholder bcrypt hash for the chart's ui.extraUsers (the harness writes its own htpasswd).
+_PLACEHOLDER_HASH = "$2y$04$" + "." * 53
+
+
+def chart_values(users: list[str]) -> list[str]:
+    """helm flags making `users` the chart's UI logins (the first one is its admin)."""
+    extra = [{"username": u, "passwordHash": _PLACEHOLDER_HASH} for u in users[1:]]
+    return ["--set", f"ui.admin.username={users[0]}", "--set-json", f"ui.extraUsers={json.dumps(extra)}"]
+
+
+def rendered_ui(namespace: str, users: list[str]) -> list[dict[str, Any]]:
+    """The UI's objects of the chart, rendered for `namespace` with `users` as its logins."""
+    return chart.render(*chart_values(users), namespace=namespace)
+
+
 def rbac_manifests(namespace: str, users: list[str]) -> list[dict[str, Any]]:
-    """The UI's RBAC, as the chart grants it: its ServiceAccount reads and may impersonate only
-    `users` in the operators group; that group may create/patch runs, patch deployments and
-    the failure-defaults ConfigMap. The ServiceAccount itself can change nothing."""
-    reads = [
-        {
-            "apiGroups": ["claimops.io"],
-            "resources": ["pipelineruns", "modeldeployments"],
-            "verbs": ["get", "list", "watch"],
-        },
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]},
-        {
-            "apiGroups": [""],
-            "resources": ["pods", "pods/log", "events", "configmaps"],
-            "verbs": ["get", "list"],
-        },
-    ]
-    operators = [
-        {
-            "apiGroups": ["claimops.io"],
-            "resources": ["pipelineruns"],
-            "verbs": ["get", "list", "create", "patch"],
-        },
-        {"apiGroups": ["claimops.io"], "resources": ["modeldeployments"], "verbs": ["get", "list", "patch"]},
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]},
-        {
-            "apiGroups": [""],
-            "resources": ["configmaps"],
-            "resourceNames": ["claimops-failure-defaults"],
-            "verbs": ["get", "patch"],
-        },
-    ]
-    sa = {"kind": "ServiceAccount", "name": UI_SERVICE_ACCOUNT, "namespace": namespace}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": UI_SERVICE_ACCOUNT, "namespace": namespace}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "claimops-ui-read", "namespace": namespace}, "rules": reads},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "claimops-ui-read", "namespace": namespace},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "claimops-ui-read"}, "subjects": [sa]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": f"claimops-ui-impersonate-{namespace}"},
-         "rules": [
-             {"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"], "resourceNames": users},
-             {"apiGroups": [""], "resources": ["groups"], "verbs": ["impersonate"], "resourceNames": [IMPERSONATE_GROUP]},
-         ]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": f"claimops-ui-impersonate-{namespace}"},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": f"claimops-ui-impersonate-{namespace}"}, "subjects": [sa]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "claimops-operators", "namespace": namespace}, "rules": operators},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "claimops-operators", "namespace": namespace},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "claimops-operators"},
-         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": IMPERSONATE_GROUP}]},
-    ]  # fmt: skip
+    """The UI's RBAC (plus its ConfigMap and admission policy) exactly as the chart installs it
+    (`helm template`): the ServiceAccount reads and may impersonate only `users` and the
+    operators group; that group may create/patch runs, patch deployments and edit the
+    failure-defaults ConfigMap. The ServiceAccount itself can change nothing."""
+    return [d for d in rendered_ui(namespace, users) if d["kind"] in UI_KINDS and chart.component(d) == "ui"]
+
+
+def _ui_env(namespace: str, users: list[str]) -> dict[str, str]:
+    ui = chart.container(rendered_ui(namespace, users), "ui", "ui")
+    return {e["name"]: e["value"] for e in ui.get("env", []) if "value" in e}
 
 
 def ui_kubeconfig(cp: ControlPlane, namespace: str, path: Path) -> Path:
@@ -118,15 +107,10 @@ def ui_kubeconfig(cp: ControlPlane, namespace: str, path: Path) -> Path:
 
 
 def setup_ui_identity(cp: ControlPlane, namespace: str, users: list[str], workdir: Path) -> Path:
-    """RBAC, the approval-identity policy bound to `namespace`, and the UI's kubeconfig."""
-    cp.kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": rbac_manifests(namespace, users)}),
-    )
-    cp.kubectl("apply", "-f", str(APPROVAL_POLICY))
-    cp.kubectl("label", "namespace", namespace, "claimops.io/approval-identity=enforced", "--overwrite")
+    """The chart's UI RBAC, failure-defaults ConfigMap and approval-identity policy (bound to
+    `namespace`) applied, and a kubeconfig with the UI ServiceAccount's token."""
+    objects = rbac_manifests(namespace, users)
+    cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     return ui_kubeconfig(cp, namespace, workdir / "ui.kubeconfig")
 
 
@@ -185,9 +169,12 @@ class UiServer:
 def ui_config(
     namespace: str, kubeconfig: Path, mlflow_url: str, workdir: Path, users: dict[str, str] | None
 ) -> UiConfig:
+    """The UI's settings: the impersonation group and the failure-defaults ConfigMap as the
+    chart's UI Deployment sets them; backends, users and the session key local."""
     htpasswd = write_htpasswd(workdir / "htpasswd", users) if users else None
     key = workdir / "session.key"
     key.write_text(secrets.token_urlsafe(32))
+    env = _ui_env(namespace, list(users) if users else ["admin"])
     return UiConfig(
         namespace=namespace,
         kubeconfig=str(kubeconfig),
@@ -195,4 +182,6 @@ def ui_config(
         mlflow_public_url=mlflow_url,
         htpasswd_file=htpasswd,
         session_key_file=key,
+        impersonate_group=env["CLAIMOPS_UI_IMPERSONATE_GROUP"],
+        failure_defaults_configmap=env["CLAIMOPS_FAILURE_DEFAULTS_CONFIGMAP"],
     )
