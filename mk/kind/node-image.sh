@@ -112,9 +112,12 @@ data:
   cni: /etc/cni/net.d/10-claimops-bridge.conflist
 YAML
 python3 "$here/kind_manifests.py" "$kind_mod" defaultStorageManifest >"$rfs/kind/manifests/default-storage.yaml"
-tar -C "$rfs" -c . | docker import \
-  --change 'ENV container=docker' --change 'STOPSIGNAL SIGRTMIN+3' \
-  --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - claimops.local/kind-node-base:$tag >/dev/null
+tar -C "$rfs" -c . | docker import --change 'ENV container=docker' \
+  --change 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' - claimops.local/kind-node-base:$tag-import >/dev/null
+# docker import cannot set STOPSIGNAL (systemd stops cleanly on SIGRTMIN+3); a one-line build can.
+printf 'FROM claimops.local/kind-node-base:%s-import\nSTOPSIGNAL SIGRTMIN+3\n' "$tag" \
+  | DOCKER_BUILDKIT=0 docker build -q -t "claimops.local/kind-node-base:$tag" - >/dev/null
+docker rmi "claimops.local/kind-node-base:$tag-import" >/dev/null
 log "node base in $((SECONDS - start)) s"
 
 # 2. The images kubeadm and kind's manifests name, each from our binaries.

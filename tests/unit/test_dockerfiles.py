@@ -99,7 +99,8 @@ def pip_install_args(stage: Stage) -> list[str]:
     commands = [shlex.split(run) for run in stage.args("RUN") if run.startswith("pip install")]
     assert len(commands) == 2, "the build stage runs two pip installs (requirements, then the project)"
     requirements, project = commands
-    assert "--no-deps" in project and "--no-deps" not in requirements
+    assert "--no-deps" in project
+    assert "--no-deps" not in requirements
     assert [a for a in project[2:] if a != "--no-deps"] == requirements[2 : requirements.index("&&")]
     return requirements[2 : requirements.index("&&")]
 
