@@ -10,10 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
+from swagger_ui_bundle import swagger_ui_path
 
 from . import __version__, auth
 from .claims_stream import ClaimsStream, Reference, Scorer
@@ -26,6 +28,9 @@ from .routers import claims, failures, health, mlflow, pages, pipeline, session,
 
 log = logging.getLogger("claimops.ui")
 SESSION_COOKIE = "claimops_session"
+#: Swagger UI's files (the swagger-ui-bundle-v2 package), served by the UI itself: /docs needs
+#: no CDN, so it works in clusters without internet access.
+SWAGGER_UI_PREFIX = "/swagger-ui"
 DESCRIPTION = """ClaimOps UI API: the seed's REST and WebSocket API, backed by PipelineRun and
 ModelDeployment resources and MLflow. Mutations need a signed-in session and its CSRF token
 (`X-CSRF-Token`, see `/auth/session`); they are made as the signed-in user (Kubernetes
@@ -107,7 +112,16 @@ def create_app(
             svc.kube.stop()
             svc.mlflow.close()
 
-    app = FastAPI(title="ClaimOps UI", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # FastAPI's own /docs and /redoc load their JS/CSS from CDNs: /docs is served below from
+    # local files, ReDoc is off.
+    app = FastAPI(
+        title="ClaimOps UI",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.services = svc
     app.add_middleware(
         SessionMiddleware,
@@ -160,6 +174,19 @@ def create_app(
         error = Unavailable(f"{type(exc).__name__}: {exc}")
         return JSONResponse(error.to_json(), status_code=error.status)
 
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{root}{SWAGGER_UI_PREFIX}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{SWAGGER_UI_PREFIX}/swagger-ui.css",
+            swagger_favicon_url=f"{root}/static/favicon.svg",
+            # No badge from the public validator service.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
     for router in (
         health.router,
         session.router,
@@ -173,4 +200,5 @@ def create_app(
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount(SWAGGER_UI_PREFIX, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     return app

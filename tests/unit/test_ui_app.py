@@ -4,9 +4,11 @@ routes that need no backend work, the rest answer with a 4xx/503 JSON error, nev
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import bcrypt
 import pytest
@@ -176,3 +178,38 @@ def test_error_pages_for_browsers_are_html(client: TestClient) -> None:
     assert response.status_code == 503
     assert response.headers["content-type"].startswith("text/html")
     assert "BackendUnavailable" in response.text
+
+
+#: What each asset /docs loads must be served as (by file extension).
+DOCS_CONTENT_TYPES = {
+    ".js": ("application/javascript", "text/javascript"),
+    ".css": ("text/css",),
+    ".svg": ("image/svg+xml",),
+    ".json": ("application/json",),
+}
+
+
+def test_api_docs_load_only_same_origin_assets(client: TestClient) -> None:
+    """Swagger UI at /docs works without internet access: every script, stylesheet, icon and
+    the schema it loads come from the UI itself, with the right content type."""
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert not re.search(r"https?://", page.text), "an absolute URL in /docs"
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert {Path(urlsplit(ref).path).suffix for ref in refs} == set(DOCS_CONTENT_TYPES)
+    for ref in refs:
+        parts = urlsplit(ref)
+        assert (parts.scheme, parts.netloc) == ("", ""), f"{ref} is not same-origin"
+        assert ref.startswith("/"), ref
+        asset = client.get(ref)
+        assert asset.status_code == 200, ref
+        content_type = asset.headers["content-type"].split(";")[0]
+        assert content_type in DOCS_CONTENT_TYPES[Path(parts.path).suffix], (ref, content_type)
+    (script,) = (ref for ref in refs if ref.endswith(".js"))
+    assert "SwaggerUIBundle" in client.get(script).text
+
+
+def test_redoc_is_off(client: TestClient) -> None:
+    """FastAPI's /redoc loads ReDoc from a CDN; the UI does not offer it."""
+    assert client.get("/redoc").status_code == 404
