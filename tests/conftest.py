@@ -8,6 +8,7 @@ ClaimOps' CRDs, start a real `mlflow server` and run the operator as a real proc
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,8 +68,19 @@ CRD_NAMES = ("pipelineruns.claimops.io", "modeldeployments.claimops.io")
 @pytest.fixture(scope="session")
 def claimops_crds(control_plane: ControlPlane) -> tuple[str, ...]:
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    for name in CRD_NAMES:
-        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    # Polled rather than `kubectl wait`: a CRD read before the API server wrote any condition
+    # makes `kubectl wait --for=condition=...` fail instead of waiting.
+    deadline = time.monotonic() + 60
+    pending = list(CRD_NAMES)
+    while pending:
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        established = control_plane.kubectl("get", f"crd/{pending[0]}", "-o", f"jsonpath={jsonpath}").stdout
+        if established.strip() == "True":
+            pending.pop(0)
+        elif time.monotonic() > deadline:
+            pytest.fail(f"CRD {pending[0]} not Established within 60 s", pytrace=False)
+        else:
+            time.sleep(0.2)
     return CRD_NAMES
 
 

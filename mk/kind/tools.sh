@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints KIND=, KUBECTL= and HELM= for `make up`/`make e2e`: the pinned kind built into the
 # cache (go install from the Go module proxy) unless that version is on PATH, and kubectl and
-# helm from PATH or else the cached binaries of the cluster test layer (tests/cluster/build.sh).
+# helm: the cached binaries of the cluster test layer (tests/cluster/build.sh), else PATH.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -21,14 +21,18 @@ elif [[ ! -x $kind ]]; then
     missing+=("kind $KIND_VERSION (https://kind.sigs.k8s.io), or Go to build it")
   fi
 fi
-kubectl=$(command -v kubectl || true)
-helm=$(command -v helm || true)
+# The pinned binaries of the cluster test layer when they are built (their version matches the
+# node's), else what is on PATH, else built now.
+cached_kubectl=$cache/bin/kube-$KUBERNETES_VERSION/kubectl cached_helm=$cache/bin/helm-$HELM_VERSION/helm
+kubectl=$cached_kubectl helm=$cached_helm
+[[ -x $kubectl ]] || kubectl=$(command -v kubectl || true)
+[[ -x $helm ]] || helm=$(command -v helm || true)
 if [[ -z $kubectl || -z $helm ]]; then
   if command -v go >/dev/null 2>&1; then
     bash "$root/tests/cluster/build.sh" >&2
   fi
-  [[ -n $kubectl ]] || kubectl=$cache/bin/kube-$KUBERNETES_VERSION/kubectl
-  [[ -n $helm ]] || helm=$cache/bin/helm-$HELM_VERSION/helm
+  [[ -n $kubectl ]] || kubectl=$cached_kubectl
+  [[ -n $helm ]] || helm=$cached_helm
   [[ -x $kubectl ]] || missing+=("kubectl (https://kubernetes.io/docs/tasks/tools/), or Go to build it")
   [[ -x $helm ]] || missing+=("helm 3 (https://helm.sh/docs/intro/install/), or Go to build it")
 fi
