@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import re
 import subprocess
 import sys
 import time
@@ -505,6 +506,29 @@ def test_install_manifest_in_sync() -> None:
         "pipelineruns.claimops.io",
         "modeldeployments.claimops.io",
     }
+
+
+def test_tilt_live_update_syncs_into_a_writable_volume() -> None:
+    """The Tiltfile syncs code to DEV_SRC (on PYTHONPATH) in the operator and UI containers:
+    their root filesystem is read-only and /opt/venv root-owned, so DEV_SRC must lie on an
+    emptyDir the chart mounts."""
+    tiltfile = (REPO_ROOT / "Tiltfile").read_text()
+    dev_src = re.search(r"^DEV_SRC = '([^']+)'$", tiltfile, re.M)
+    assert dev_src, "Tiltfile: DEV_SRC = '...' not found"
+    syncs = re.findall(r"\bsync\(([^)]*)\)", tiltfile)
+    assert syncs, "Tiltfile: no live_update sync"
+    assert all("DEV_SRC" in target for target in syncs), syncs
+    assert "PYTHONPATH={src}" in tiltfile
+    docs = render("-f", str(CHART / "values-kind.yaml"))
+    for deployment, name in [("claimops-operator", "operator"), ("claimops-ui", "ui")]:
+        pod = find(docs, "Deployment", deployment)["spec"]["template"]["spec"]
+        c = container(docs, deployment, name)
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        empty_dirs = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+        mounts = [m["mountPath"] for m in c["volumeMounts"] if m["name"] in empty_dirs]
+        assert any(dev_src[1] == m or dev_src[1].startswith(m.rstrip("/") + "/") for m in mounts), (
+            f"{deployment}: {dev_src[1]} is on no emptyDir ({mounts})"
+        )
 
 
 # --- the real control plane ----------------------------------------------------------------
