@@ -10,7 +10,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
-bash "$here/docker-engine.sh" >&2
+bash "$here/prerequisites.sh" >&2
 offline=${CLAIMOPS_OFFLINE:-auto}
 if [[ $offline == auto ]]; then
   # Any HTTP answer (401 included) means the registry is reachable.

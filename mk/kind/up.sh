@@ -23,8 +23,8 @@ step_no=0
 step() { step_no=$((step_no + 1)); step_start=$SECONDS; printf '\n[%d/7] %s\n' "$step_no" "$*"; }
 done_step() { echo "      ... $((SECONDS - step_start)) s"; }
 
-step "Docker engine"
-bash "$here/docker-engine.sh"
+step "Prerequisites: Docker engine, debootstrap, zstd"
+bash "$here/prerequisites.sh"
 done_step
 
 step "kind $KIND_VERSION, kubectl and helm"

@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.conftest import MODEL, REPO, KindCluster, champion_version, pipelinerun
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 RUN = "demo-3f9c2ab"
 SECOND = "demo-second-7d1e0fa"
 PRODUCTION = f"{MODEL}-production"

@@ -18,7 +18,7 @@ from claimops_stages.contract import FAILURE_REASONS, FailureMode
 from tests.e2e.conftest import UI_URL, KindCluster
 from tests.e2e.test_install import CHROMIUM, CHROMIUM_ARGS
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 #: CI or CD of a small run on kind (2 cores, a container start per stage).
 STAGE_TIMEOUT_MS = 420_000
 FLOW: dict[str, Any] = {}

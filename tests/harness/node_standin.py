@@ -24,6 +24,12 @@ What is simulated, and how:
   Ready when it answers, so Deployments roll out as on a node. Cluster DNS is simulated by
   rewriting ``http://<service>.<namespace>.svc[.cluster.local]:<port>`` in a pod's args and env
   to the local port of a Ready pod behind that Service.
+
+What this stand-in cannot show is checked on a real kubelet by the e2e layer (`tests/e2e`, on
+the kind cluster `make up` makes): the images themselves (contents, the ci-tests stage's pytest
+and ruff inside the stage image), security contexts enforced at run time (non-root uids,
+read-only root file systems), real image pull failures, probes, Services and CoreDNS, volumes,
+pod logs through the pods/log API, the chart's own RBAC and both chart profiles.
 """
 
 from __future__ import annotations
