@@ -64,7 +64,14 @@ def _api_client() -> client.ApiClient:
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In the cluster: the pod's ServiceAccount; elsewhere: $KUBECONFIG, read at login time."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    info = kopf.login_with_service_account(**kwargs)
+    if info is not None:
+        # Said once at start: which identity every API call carries (checked by the e2e layer).
+        log.info("logged in with the in-cluster ServiceAccount token (namespace %s)", info.default_namespace)
+        return info
+    info = kopf.login_with_kubeconfig(**kwargs)
+    log.info("logged in with the kubeconfig %s", os.environ.get("KUBECONFIG") or "~/.kube/config")
+    return info
 
 
 @kopf.on.startup()

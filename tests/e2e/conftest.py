@@ -43,7 +43,9 @@ class KindCluster:
         cmd = [self.kubectl_bin, "--context", self.context, "-n", self.namespace, *args]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=stdin, check=False)
         if check and done.returncode != 0:
-            raise AssertionError(f"{shlex.join(cmd[3:])} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+            raise AssertionError(
+                f"{shlex.join(cmd[3:])} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+            )
         return done
 
     def get(self, *args: str) -> Any:
@@ -58,7 +60,9 @@ class KindCluster:
 
     def shell(self, script: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         """Run README commands as written: `kubectl` is this cluster's kubectl and context."""
-        prelude = f'kubectl() {{ {shlex.quote(self.kubectl_bin)} --context {shlex.quote(self.context)} "$@"; }}\n'
+        prelude = (
+            f'kubectl() {{ {shlex.quote(self.kubectl_bin)} --context {shlex.quote(self.context)} "$@"; }}\n'
+        )
         env = {**os.environ, "USER": os.environ.get("USER") or "e2e"}
         return subprocess.run(
             ["bash", "-euo", "pipefail", "-c", prelude + script],
@@ -106,8 +110,10 @@ class KindCluster:
         try:
             phase = self.wait_for(
                 f"pod {name} to finish",
-                lambda: self.get("pod", name).get("status", {}).get("phase") in ("Succeeded", "Failed")
-                and self.get("pod", name)["status"]["phase"],
+                lambda: (
+                    self.get("pod", name).get("status", {}).get("phase") in ("Succeeded", "Failed")
+                    and self.get("pod", name)["status"]["phase"]
+                ),
                 timeout,
             )
             log = self.kubectl("logs", name).stdout
@@ -118,7 +124,9 @@ class KindCluster:
 
 
 def _tools() -> dict[str, str]:
-    done = subprocess.run(["bash", str(REPO / "mk/kind/tools.sh")], capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        ["bash", str(REPO / "mk/kind/tools.sh")], capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         pytest.fail(f"mk/kind/tools.sh failed:\n{done.stderr}", pytrace=False)
     return dict(item.split("=", 1) for item in done.stdout.split())
@@ -137,14 +145,19 @@ def kind() -> KindCluster:
     probe = cluster.kubectl("get", "namespace", cluster.namespace, check=False, timeout=30)
     if probe.returncode != 0:
         # Not a skip: the e2e layer that cannot run is a failure the reader must see.
-        pytest.fail(f"no kind cluster with ClaimOps installed ({probe.stderr.strip()}): run `make up` first", pytrace=False)
+        pytest.fail(
+            f"no kind cluster with ClaimOps installed ({probe.stderr.strip()}): run `make up` first",
+            pytrace=False,
+        )
     return cluster
 
 
 @pytest.fixture(scope="session")
 def release_values(kind: KindCluster) -> dict[str, Any]:
     """What `make up` installed (image tags, stand-in images): reused by the other profile."""
-    return dict(json.loads(kind.helm("get", "values", kind.release, "-n", kind.namespace, "-o", "json").stdout))
+    return dict(
+        json.loads(kind.helm("get", "values", kind.release, "-n", kind.namespace, "-o", "json").stdout)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -160,7 +173,9 @@ def mlflow() -> Iterator[httpx.Client]:
 
 
 def champion_version(mlflow: httpx.Client) -> str | None:
-    answer = mlflow.get("/api/2.0/mlflow/registered-models/alias", params={"name": MODEL, "alias": "champion"})
+    answer = mlflow.get(
+        "/api/2.0/mlflow/registered-models/alias", params={"name": MODEL, "alias": "champion"}
+    )
     if answer.status_code == 404:
         return None
     answer.raise_for_status()

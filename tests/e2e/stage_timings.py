@@ -14,6 +14,7 @@ import argparse
 import json
 import subprocess
 from datetime import datetime
+from typing import Any
 
 from tests.e2e.conftest import KindCluster, _tools
 
@@ -45,7 +46,9 @@ def main() -> None:
         if not state:
             continue
         pod_created, started, finished = (
-            ts(pod["metadata"]["creationTimestamp"]), ts(state["startedAt"]), ts(state["finishedAt"])
+            ts(pod["metadata"]["creationTimestamp"]),
+            ts(state["startedAt"]),
+            ts(state["finishedAt"]),
         )
         log = subprocess.run(
             [kind.kubectl_bin, "--context", args.context, "-n", args.namespace, "logs", "--timestamps", pod["metadata"]["name"]],
@@ -57,10 +60,10 @@ def main() -> None:
             f"{(code - started).total_seconds():16.1f} {(finished - code).total_seconds():13.1f} "
             f"{(finished - pod_created).total_seconds():7.1f}"
         )
-    gate = next((s for s in run["status"]["stages"] if s["name"] == "manual-approval"), {})
+    gate: dict[str, Any] = next((s for s in run["status"]["stages"] if s["name"] == "manual-approval"), {})
     if gate.get("startedAt"):
         print(f"created -> AwaitingApproval: {(ts(gate['startedAt']) - created).total_seconds():.0f} s")
-    done = next((c for c in run["status"].get("conditions", []) if c["type"] == "Succeeded"), {})
+    done: dict[str, Any] = next((c for c in run["status"].get("conditions", []) if c["type"] == "Succeeded"), {})
     if done.get("status") == "True":
         print(f"created -> Succeeded: {(ts(done['lastTransitionTime']) - created).total_seconds():.0f} s")
     print(json.dumps({"phase": run["status"].get("phase")}))

@@ -22,7 +22,9 @@ RELEASE = "embedded"
 def embedded(kind: KindCluster, release_values: dict[str, Any]) -> Iterator[KindCluster]:
     other = dataclasses.replace(kind, namespace=NAMESPACE, release=RELEASE)
     kind.kubectl("create", "namespace", NAMESPACE, check=False)
-    kind.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted", "--overwrite")
+    kind.kubectl(
+        "label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
+    )
     tags = [
         f"stageImage.tag={release_values['stageImage']['tag']}",
         f"operator.image.tag={release_values['operator']['image']['tag']}",
@@ -62,7 +64,10 @@ def test_a_run_reaches_ci_passed_against_the_embedded_mlflow(embedded: KindClust
     embedded.kubectl("wait", "--for=condition=CIPassed", f"cpr/{name}", "--timeout=10m", timeout=620)
     status = embedded.get("cpr", name)["status"]
     assert status["mlflow"]["runIds"], status["mlflow"]
-    mlflow_pod = embedded.get("pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow")
+    mlflow_pod = embedded.get(
+        "pods", "-l", f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component=mlflow"
+    )
     pod = mlflow_pod["items"][0]["metadata"]["name"]
     listing = embedded.kubectl("exec", pod, "--", "ls", "/data").stdout.split()
-    assert "mlflow.db" in listing and "artifacts" in listing, listing
+    assert "mlflow.db" in listing, listing
+    assert "artifacts" in listing, listing

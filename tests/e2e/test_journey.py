@@ -63,9 +63,12 @@ def test_readme_journey_reaches_production(kind: KindCluster, mlflow: httpx.Clie
         assert done.returncode == 0, f"README command failed: {command}\n{done.stdout}{done.stderr}"
         if command.endswith("get cpr"):
             header = done.stdout.splitlines()[0].split()
-            assert header == ["NAME", "COMMIT", "STAGE", "SUCCEEDED", "REASON", "APPROVAL", "AUC", "AGE"], done.stdout
+            assert header == ["NAME", "COMMIT", "STAGE", "SUCCEEDED", "REASON", "APPROVAL", "AUC", "AGE"], (
+                done.stdout
+            )
         if command.endswith("get mdep"):
-            assert "production" in done.stdout and "staging" in done.stdout, done.stdout
+            assert "production" in done.stdout, done.stdout
+            assert "staging" in done.stdout, done.stdout
     run = kind.get("cpr", RUN)
     status = run["status"]
     assert status["phase"] == "Succeeded", status
@@ -78,7 +81,9 @@ def test_readme_journey_reaches_production(kind: KindCluster, mlflow: httpx.Clie
     assert str(production["servingVersion"]) == version, production
 
 
-def test_staging_serves_the_candidate_to_a_pod_through_its_service(kind: KindCluster, stage_image: str) -> None:
+def test_staging_serves_the_candidate_to_a_pod_through_its_service(
+    kind: KindCluster, stage_image: str
+) -> None:
     staging = kind.get("mdep", f"{MODEL}-staging")
     url = staging["status"]["url"]
     assert re.match(rf"http://{MODEL}-staging\.{kind.namespace}\.svc(\.cluster\.local)?:\d+", url), url
@@ -91,7 +96,8 @@ def test_ci_tests_ran_pytest_and_ruff_inside_the_stage_image(kind: KindCluster) 
     job = next(s["job"] for s in kind.get("cpr", RUN)["status"]["stages"] if s["name"] == "ci-tests")
     log = kind.kubectl("logs", f"job/{job}").stdout
     assert re.search(r"\d+ passed", log), log[-2000:]
-    assert "--- lint ---" in log and "All checks passed!" in log, log[-2000:]
+    assert "--- lint ---" in log, log[-2000:]
+    assert "All checks passed!" in log, log[-2000:]
     assert "(ruff)" in log
 
 
@@ -101,7 +107,11 @@ def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, ml
     manifest = pipelinerun(SECOND, "7d1e0fa" + "0" * 33, autoContinueToCD=True)
     kind.kubectl("apply", "-f", "-", stdin=manifest)
     kind.kubectl(
-        "wait", "--for=jsonpath={.status.phase}=AwaitingApproval", f"cpr/{SECOND}", "--timeout=20m", timeout=1300
+        "wait",
+        "--for=jsonpath={.status.phase}=AwaitingApproval",
+        f"cpr/{SECOND}",
+        "--timeout=20m",
+        timeout=1300,
     )
     evaluation = kind.get("cpr", SECOND)["status"]["evaluation"]
     assert str(evaluation["champion"]["version"]) == first, evaluation

@@ -66,7 +66,9 @@ def test_fake_commit_appears_and_advances_live(admin: Page, kind: KindCluster, s
     FLOW["run"] = name
     admin.evaluate("window.__noReload = 'still here'")
     expect(node(admin, "commit")).to_have_attribute("data-state", "Succeeded", timeout=60_000)
-    expect(node(admin, "ci-tests")).to_have_attribute("data-state", re.compile("Running|Succeeded"), timeout=60_000)
+    expect(node(admin, "ci-tests")).to_have_attribute(
+        "data-state", re.compile("Running|Succeeded"), timeout=60_000
+    )
     expect(admin.locator("#run-phase")).to_have_text("AwaitingCD", timeout=STAGE_TIMEOUT_MS)
     assert admin.evaluate("window.__noReload") == "still here", "the page reloaded"
     admin.screenshot(path=str(screenshots / "01-run-awaiting-cd.png"), full_page=True)
@@ -85,7 +87,9 @@ def test_the_inspector_shows_the_real_pod_log(admin: Page, kind: KindCluster, sc
     admin.screenshot(path=str(screenshots / "02-inspector-logs.png"), full_page=True)
 
 
-def test_continue_and_approve_record_the_signed_in_user(admin: Page, kind: KindCluster, screenshots: Path) -> None:
+def test_continue_and_approve_record_the_signed_in_user(
+    admin: Page, kind: KindCluster, screenshots: Path
+) -> None:
     name = FLOW["run"]
     admin.goto(f"/ui/runs/{name}")
     admin.get_by_role("button", name="Continue to CD").click()
