@@ -105,17 +105,28 @@ class KubernetesGateway:
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
-    def observed_jobs(self, namespace: str, run: str) -> list[ObservedJob]:
-        """The stage Jobs of a PipelineRun."""
-        return self._observe_jobs(namespace, f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}")
+    def observed_jobs(self, namespace: str, run: str, owner_uid: str | None = None) -> list[ObservedJob]:
+        """The stage Jobs of a PipelineRun; with `owner_uid`, only those that object owns.
+
+        Job names are deterministic, so a PipelineRun deleted and created again under the same
+        name finds its predecessor's Jobs until the garbage collector removes them: they are
+        not its own and must not be adopted (their results are another run's)."""
+        selector = f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}"
+        return self._observe_jobs(namespace, selector, owner_uid)
 
     def rollback_jobs(self, namespace: str, model_deployment: str) -> list[ObservedJob]:
         """The rollback Jobs of a ModelDeployment."""
         selector = f"{LABEL_MODEL_DEPLOYMENT}={model_deployment},app.kubernetes.io/managed-by={MANAGED_BY}"
         return self._observe_jobs(namespace, selector)
 
-    def _observe_jobs(self, namespace: str, selector: str) -> list[ObservedJob]:
+    def _observe_jobs(self, namespace: str, selector: str, owner_uid: str | None = None) -> list[ObservedJob]:
         jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        if owner_uid is not None:
+            jobs = [
+                job
+                for job in jobs
+                if any(ref.uid == owner_uid for ref in job.metadata.owner_references or [])
+            ]
         # The pods carry their Job's labels: one read answers for every active Job.
         active = any(job_state(job)[0] == "Active" for job in jobs)
         pods_by_job = self._pods_by_job(namespace, selector) if active else {}
@@ -238,6 +249,16 @@ class KubernetesGateway:
         finally:
             API_WRITES.labels(verb="create", resource="jobs").inc()
         return True
+
+    def job_owner_uids(self, namespace: str, name: str) -> list[str] | None:
+        """The owner UIDs of a Job; None when there is no such Job."""
+        try:
+            job = self.batch.read_namespaced_job(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return [ref.uid for ref in job.metadata.owner_references or []]
 
     def delete_job(self, namespace: str, name: str) -> None:
         try:

@@ -152,7 +152,9 @@ class RunReconciler:
         if is_terminal(status) and status.get("observedGeneration") == body["metadata"].get("generation"):
             self._track_phase(key, status)
             return
-        jobs = await asyncio.to_thread(self.gateway.observed_jobs, namespace, name)
+        jobs = await asyncio.to_thread(
+            self.gateway.observed_jobs, namespace, name, body["metadata"].get("uid")
+        )
         model_name = (spec.get("model") or {}).get("name", "claim-settlement")
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name)
         meta = body["metadata"]
@@ -175,6 +177,15 @@ class RunReconciler:
         if decision.requeue_after is not None:
             self._serial.requeue(key, decision.requeue_after, lambda: self.reconcile(namespace, name))
 
+    async def _clear_predecessor_job(self, namespace: str, job_name: str, uid: str | None) -> None:
+        """A Job of that name that this run does not own is a leftover of a deleted run of the
+        same name (orphaned, or not yet collected): delete it; its deletion event brings the
+        run back here to create its own."""
+        owners = await asyncio.to_thread(self.gateway.job_owner_uids, namespace, job_name)
+        if owners is not None and uid not in owners:
+            log.info("job %s belongs to a deleted run of the same name: deleting it", job_name)
+            await asyncio.to_thread(self.gateway.delete_job, namespace, job_name)
+
     async def _carry_out(self, body: dict[str, Any], decision: Decision) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
@@ -196,6 +207,8 @@ class RunReconciler:
                 kopf.append_owner_reference(manifest, owner=cast(Any, body))  # kopf takes plain dicts
                 created = await asyncio.to_thread(self.gateway.create_job, manifest)
                 log.info("job %s %s", action.job_name, "created" if created else "already exists")
+                if not created:
+                    await self._clear_predecessor_job(namespace, action.job_name, meta.get("uid"))
             elif isinstance(action, DeleteJob):
                 await asyncio.to_thread(self.gateway.delete_job, namespace, action.job_name)
             elif isinstance(action, ApplyModelDeployment):

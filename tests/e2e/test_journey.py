@@ -104,7 +104,9 @@ def test_ci_tests_ran_pytest_and_ruff_inside_the_stage_image(kind: KindCluster) 
 def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, mlflow: httpx.Client) -> None:
     first = STATE["first"]
     kind.kubectl("delete", "cpr", SECOND, "--ignore-not-found", "--wait=true")
-    manifest = pipelinerun(SECOND, "7d1e0fa" + "0" * 33, autoContinueToCD=True)
+    # Another commit: fewer trees, so the paired bootstrap compares two different models.
+    training = {"nEstimators": 150, "maxDepth": 12, "quickSampleFraction": 0.2}
+    manifest = pipelinerun(SECOND, "7d1e0fa" + "0" * 33, autoContinueToCD=True, training=training)
     kind.kubectl("apply", "-f", "-", stdin=manifest)
     kind.kubectl(
         "wait",
@@ -114,8 +116,9 @@ def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, ml
         timeout=1300,
     )
     evaluation = kind.get("cpr", SECOND)["status"]["evaluation"]
-    assert str(evaluation["champion"]["version"]) == first, evaluation
+    assert str(evaluation["championVersion"]) == first, evaluation
     assert evaluation["passed"] is True, evaluation
+    assert evaluation["candidateAuc"] != evaluation["championAuc"], evaluation
     kind.kubectl(
         "patch", "cpr", SECOND, "--type", "merge", "-p",
         json.dumps({"spec": {"approval": {"decision": "Approved", "by": "e2e"}}}),
