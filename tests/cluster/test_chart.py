@@ -355,6 +355,17 @@ def test_secrets_are_generated_never_defaults(tmp_path: Path) -> None:
     assert secret_data(given, "co-postgresql")["password"] == "s3cret-value-123"
 
 
+def test_the_generated_admin_password_signs_in() -> None:
+    """A fresh install: the password in the admin Secret verifies against the htpasswd line
+    the UI checks (they were drawn separately once, and nobody could sign in)."""
+    import bcrypt
+
+    docs = render()
+    password = secret_data(docs, "claimops-ui-admin")["password"]
+    users = dict(line.split(":", 1) for line in secret_data(docs, "claimops-ui-auth")["htpasswd"].split())
+    assert bcrypt.checkpw(password.encode(), users["admin"].encode())
+
+
 @pytest.mark.parametrize("values", VALUE_SETS, ids=VALUE_SETS)
 def test_every_container_is_hardened(values: str, tmp_path: Path) -> None:
     """Beyond `restricted`: read-only root filesystem, a memory limit, pinned images."""
