@@ -182,7 +182,9 @@ RUN_CREATE_CASES = [
     Malformed("sha-too-short", _spec(commit={"sha": "0123ab"}), "spec.commit.sha", "at least 7"),
     Malformed("sha-too-long", _spec(commit={"sha": "a" * 41}), "spec.commit.sha", "more than 40"),
     Malformed("model-name-not-dns", _spec(model={"name": "Claim_Model"}), "spec.model.name", "should match"),
-    Malformed("stage-image-with-spaces", _spec(stageImage="claimops stages"), "spec.stageImage", "should match"),
+    Malformed(
+        "stage-image-with-spaces", _spec(stageImage="claimops stages"), "spec.stageImage", "should match"
+    ),
     Malformed(
         "rows-below-range", _spec(dataset={"rows": 999}), "spec.dataset.rows", "greater than or equal to 1000"
     ),
