@@ -6,10 +6,7 @@
 # Usage: mk/kind/build-binaries.sh [--print-kind]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-source "$root/tests/cluster/versions.env"
-source "$here/versions.env"
-cache=${CLAIMOPS_CACHE:-$HOME/.cache/claimops}
+source "$here/common.sh"
 bin=$cache/bin
 
 if [[ ${1:-} == --print-kind ]]; then

@@ -4,10 +4,7 @@
 # helm: the cached binaries of the cluster test layer (tests/cluster/build.sh), else PATH.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-source "$root/tests/cluster/versions.env"
-source "$here/versions.env"
-cache=${CLAIMOPS_CACHE:-$HOME/.cache/claimops}
+source "$here/common.sh"
 missing=()
 kind=$cache/bin/kind-$KIND_VERSION/kind
 if command -v kind >/dev/null 2>&1 && kind version 2>/dev/null | grep -q " $KIND_VERSION "; then

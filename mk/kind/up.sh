@@ -9,11 +9,8 @@
 # The release watches only its namespace, so another profile can be installed beside it.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
+source "$here/common.sh"
 cd "$root"
-source tests/cluster/versions.env
-source "$here/versions.env"
-cache=${CLAIMOPS_CACHE:-$HOME/.cache/claimops}
 cluster=${KIND_CLUSTER:-claimops}
 namespace=${NAMESPACE:-claimops}
 release=${RELEASE:-claimops}

@@ -63,7 +63,9 @@ def main() -> None:
     gate: dict[str, Any] = next((s for s in run["status"]["stages"] if s["name"] == "manual-approval"), {})
     if gate.get("startedAt"):
         print(f"created -> AwaitingApproval: {(ts(gate['startedAt']) - created).total_seconds():.0f} s")
-    done: dict[str, Any] = next((c for c in run["status"].get("conditions", []) if c["type"] == "Succeeded"), {})
+    done: dict[str, Any] = next(
+        (c for c in run["status"].get("conditions", []) if c["type"] == "Succeeded"), {}
+    )
     if done.get("status") == "True":
         print(f"created -> Succeeded: {(ts(done['lastTransitionTime']) - created).total_seconds():.0f} s")
     print(json.dumps({"phase": run["status"].get("phase")}))

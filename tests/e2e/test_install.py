@@ -10,16 +10,10 @@ import httpx
 import pytest
 from playwright.sync_api import sync_playwright
 
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import API_URL, MLFLOW_URL, UI_URL, KindCluster
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-]
 #: The uid each component runs as (the chart's pod security contexts); MinIO's image is a
 #: static binary with no shell to ask.
 UIDS = {"operator": "10001", "ui": "10001", "mlflow": "10001", "postgresql": "999"}

@@ -15,8 +15,8 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import UI_URL, KindCluster
-from tests.e2e.test_install import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 #: CI or CD of a small run on kind (2 cores, a container start per stage).
