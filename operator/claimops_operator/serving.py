@@ -35,6 +35,8 @@ ROLLBACK_STAGE = "rollback"
 #: Roles whose rollback also moves the MLflow `champion` alias (through a Job).
 ALIAS_ROLES = frozenset({"production"})
 MAX_HISTORY = 100
+#: The RolledBack reason while the model server rolls out the rollback target.
+ROLLING_BACK = "RollingBack"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def decide_serving(
         # A new version was asked for (the next promotion): the rollback is over.
         status.pop("rolledBackTo", None)
         status.pop("rolledBackFrom", None)
+        if _reason(status, "RolledBack") == ROLLING_BACK:
+            condition("RolledBack", "False", "Superseded", f"version {target.version} was asked for first")
 
     request = (spec.get("rollback") or {}).get("requestId")
     if request and request != status.get("observedRollbackRequestId"):
@@ -211,6 +215,11 @@ def decide_serving(
         message = f"Rolling out {target.describe()}: {ready}/{wanted_replicas} replica(s) ready"
         condition("Ready", "False", "RollingOut", message)
         condition("Progressing", "True", "RollingOut", message)
+    if settled and _reason(status, "RolledBack") == ROLLING_BACK:
+        origin = status.get("rolledBackFrom") or "unknown"
+        message = f"Rolled back from version {origin} to version {status.get('rolledBackTo')}"
+        condition("RolledBack", "True", "RolledBack", message)
+        actions.append(ServingEvent("Normal", "RolledBack", message))
     return _finish(status, generation, actions)
 
 
@@ -313,9 +322,10 @@ def _rollback(
     status[done_with] = request
     status["rolledBackFrom"] = serving or (spec["model"].get("version") or "")
     status["rolledBackTo"] = target_version
-    message = f"Rolled back from version {serving or 'unknown'} to version {target_version}"
-    condition("RolledBack", "True", "RolledBack", message)
-    actions.append(ServingEvent("Normal", "RolledBack", message))
+    # True only once the target serves (step 3 of decide_serving): a user's `kubectl wait
+    # --for=condition=RolledBack` must not return while the old version still answers.
+    message = f"Rolling back from version {serving or 'unknown'} to version {target_version}"
+    condition("RolledBack", "Unknown", ROLLING_BACK, message)
     if spec["model"].get("alias"):
         # The alias itself moved in MLflow: restart the servers so they resolve it again.
         return Target(version=None, alias=spec["model"]["alias"], restart_token=request)

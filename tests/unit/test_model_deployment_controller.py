@@ -123,6 +123,7 @@ class Case:
     rollback_job: bool = False
     ready: tuple[str, str] | None = None
     progressing: tuple[str, str] | None = None
+    rolled_back: tuple[str, str] | None = None
     serving: str | None = None
     events: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)
@@ -201,7 +202,7 @@ CASES = [
         apply="1",
         ready=("False", "RollingOut"),
         serving="2",
-        events=["Normal/RolledBack"],
+        rolled_back=("Unknown", "RollingBack"),
         status={"rolledBackFrom": "2", "rolledBackTo": "1", "observedRollbackRequestId": "r1"},
     ),
     Case(
@@ -221,7 +222,7 @@ CASES = [
         apply="1",
         ready=("False", "RollingOut"),
         serving="2",
-        events=["Normal/RolledBack"],
+        rolled_back=("Unknown", "RollingBack"),
         status={"rolledBackFrom": "2", "rolledBackTo": "1"},
     ),
     Case(
@@ -231,7 +232,7 @@ CASES = [
         apply="7",
         ready=("False", "RollingOut"),
         serving="2",
-        events=["Normal/RolledBack"],
+        rolled_back=("Unknown", "RollingBack"),
         status={"rolledBackTo": "7"},
     ),
     Case(
@@ -410,6 +411,8 @@ def test_decide_serving(case: Case) -> None:
         assert cond(status, "Ready") == case.ready
     if case.progressing is not None:
         assert cond(status, "Progressing") == case.progressing
+    if case.rolled_back is not None:
+        assert cond(status, "RolledBack") == case.rolled_back
     assert status.get("servingVersion") == case.serving
     for key, value in case.status.items():
         assert status.get(key) == value, key
@@ -461,6 +464,24 @@ def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:
     }
     assert cond(second.status, "Ready") == ("True", "Serving")
     assert [a for a in second.actions if isinstance(a, ApplyServer)] == []  # no re-apply loop
+    # `kubectl wait --for=condition=RolledBack` returns only now that version 1 serves.
+    assert cond(first.status, "RolledBack") == ("Unknown", "RollingBack")
+    assert cond(second.status, "RolledBack") == ("True", "RolledBack")
+    assert [(a.reason, a.message) for a in second.actions if isinstance(a, ServingEvent)] == [
+        ("Serving", "Serving version 1"),
+        ("RolledBack", "Rolled back from version 2 to version 1"),
+    ]
+
+
+def test_a_promotion_before_the_rollback_target_serves_supersedes_the_rollback() -> None:
+    body = mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"})
+    body["status"] = decide_serving(
+        body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE
+    ).status
+    body["spec"]["model"]["version"] = "3"
+    promoted = decide_serving(body, rollout_for(body, Target("1", None), ready=0, done=False), None, NOW, IMAGE)
+    assert cond(promoted.status, "RolledBack") == ("False", "Superseded")
+    assert [a.target.version for a in promoted.actions if isinstance(a, ApplyServer)] == ["3"]
 
 
 def test_model_server_deployment_is_restricted_and_probed() -> None:
