@@ -14,10 +14,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
-from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from claimops_stages.contract import FailureMode
 from claimops_ui.errors import Forbidden
 from claimops_ui.kube import KubeGateway, load_configuration
 from tests.browser.conftest import USERS, UiStack
+from tests.harness.ui_pages import expect_failed_as_documented, fake_commit, fake_commit_with_failure, node
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
 
@@ -30,19 +31,6 @@ def shot(page: Page, stack: UiStack, name: str, width: int = 1366) -> None:
     if width != page.viewport_size["width"] if page.viewport_size else True:
         page.set_viewport_size({"width": width, "height": 900})
     page.screenshot(path=str(stack.screenshots / f"{name}.png"), full_page=True)
-
-
-def node(page: Page, stage: str) -> Any:
-    return page.locator(f'.node[data-stage="{stage}"]')
-
-
-def fake_commit(page: Page) -> str:
-    page.goto("/ui/runs")
-    page.get_by_label("Rows").fill("5000")
-    page.get_by_label("Trees").fill("50")
-    page.get_by_role("button", name="Fake commit").click()
-    page.wait_for_url(re.compile(r".*/ui/runs/run-[0-9a-f]{7}-.*"))
-    return page.url.split("/ui/runs/")[1].split("?")[0]
 
 
 def session_client(stack: UiStack, user: str | None) -> tuple[httpx.Client, str]:
@@ -260,22 +248,9 @@ def test_failure_toggle_makes_the_next_run_fail_with_the_documented_reason(
     alice: Page, ui_stack: UiStack
 ) -> None:
     mode = FailureMode.SCHEMA_VALIDATION
-    alice.goto("/ui/runs")
-    toggle = alice.locator(f"#toggle-{mode.value}")
-    expect(toggle).to_have_attribute("aria-checked", "false")
-    toggle.click()
-    expect(alice.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "true")
-    try:
-        name = fake_commit(alice)
-    finally:
-        alice.goto("/ui/runs")
-        alice.locator(f"#toggle-{mode.value}").click()
-        expect(alice.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "false")
+    name = fake_commit_with_failure(alice, mode)
     assert ui_stack.kubectl_json("get", "cpr", name)["spec"]["failureInjection"] == [mode.value]
-    alice.goto(f"/ui/runs/{name}")
-    expect(alice.locator("#run-phase")).to_have_text("Failed", timeout=STAGE_TIMEOUT_MS)
-    expect(node(alice, "data-validation")).to_have_attribute("data-state", "Failed")
-    expect(alice.locator("#run-reason")).to_contain_text(FAILURE_REASONS[mode].value)
+    expect_failed_as_documented(alice, name, mode, "data-validation", STAGE_TIMEOUT_MS)
     shot(alice, ui_stack, "08-run-failed-schema-validation")
 
 

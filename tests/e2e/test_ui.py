@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from claimops_stages.contract import FailureMode
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import UI_URL, KindCluster
+from tests.harness.ui_pages import expect_failed_as_documented, fake_commit, fake_commit_with_failure, node
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 #: CI or CD of a small run on kind (2 cores, a container start per stage).
@@ -46,19 +47,6 @@ def admin(kind: KindCluster) -> Iterator[Page]:
         page.wait_for_url("**/ui/runs")
         yield page
         browser.close()
-
-
-def node(page: Page, stage: str) -> Any:
-    return page.locator(f'.node[data-stage="{stage}"]')
-
-
-def fake_commit(page: Page) -> str:
-    page.goto("/ui/runs")
-    page.get_by_label("Rows").fill("5000")
-    page.get_by_label("Trees").fill("50")
-    page.get_by_role("button", name="Fake commit").click()
-    page.wait_for_url(re.compile(r".*/ui/runs/run-[0-9a-f]{7}-.*"))
-    return page.url.split("/ui/runs/")[1].split("?")[0]
 
 
 def test_fake_commit_appears_and_advances_live(admin: Page, kind: KindCluster, screenshots: Path) -> None:
@@ -110,22 +98,9 @@ def test_a_failure_toggle_makes_the_next_run_fail_as_documented(
     admin: Page, kind: KindCluster, screenshots: Path
 ) -> None:
     mode = FailureMode.SCHEMA_VALIDATION
-    admin.goto("/ui/runs")
-    toggle = admin.locator(f"#toggle-{mode.value}")
-    expect(toggle).to_have_attribute("aria-checked", "false")
-    toggle.click()
-    expect(admin.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "true")
-    try:
-        name = fake_commit(admin)
-    finally:
-        admin.goto("/ui/runs")
-        admin.locator(f"#toggle-{mode.value}").click()
-        expect(admin.locator(f"#toggle-{mode.value}")).to_have_attribute("aria-checked", "false")
+    name = fake_commit_with_failure(admin, mode)
     assert kind.get("cpr", name)["spec"]["failureInjection"] == [mode.value]
-    admin.goto(f"/ui/runs/{name}")
-    expect(admin.locator("#run-phase")).to_have_text("Failed", timeout=STAGE_TIMEOUT_MS)
-    expect(node(admin, "data-validation")).to_have_attribute("data-state", "Failed")
-    expect(admin.locator("#run-reason")).to_contain_text(FAILURE_REASONS[mode].value)
+    expect_failed_as_documented(admin, name, mode, "data-validation", STAGE_TIMEOUT_MS)
     admin.screenshot(path=str(screenshots / "04-schema-validation-failed.png"), full_page=True)
     message = kind.condition("cpr", name, "Succeeded")["message"]
     assert "column" in message.lower(), message
