@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy
 import yaml
 
+from claimops_stages.api_names import LABEL_MANAGED_BY, LABEL_PART_OF, RESOURCES
 from tests.harness.chart import flag_value, mlflow_server_command, uri_scheme
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError, binary
 from tests.harness.mlflow_server import ServiceError, chart_server_argv
@@ -224,8 +225,8 @@ def test_template_renders_components(case: RenderCase, tmp_path: Path) -> None:
         assert name not in names(docs, kind), f"{kind}/{name} rendered but should not be"
     for doc in docs:
         labels = doc["metadata"].get("labels", {})
-        assert labels.get("app.kubernetes.io/managed-by") == "Helm", doc["metadata"]["name"]
-        assert "app.kubernetes.io/part-of" not in labels, "part-of=claimops marks operator-started pods only"
+        assert labels.get(LABEL_MANAGED_BY) == "Helm", doc["metadata"]["name"]
+        assert LABEL_PART_OF not in labels, "part-of=claimops marks operator-started pods only"
 
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -546,10 +547,7 @@ def test_install_manifest_in_sync() -> None:
     )
     docs = [d for d in yaml.safe_load_all(INSTALL_MANIFEST.read_text()) if d]
     assert not names(docs, "Secret"), "the plain manifest must not carry passwords"
-    assert names(docs, "CustomResourceDefinition") == {
-        "pipelineruns.claimops.io",
-        "modeldeployments.claimops.io",
-    }
+    assert names(docs, "CustomResourceDefinition") == {r.crd_name for r in RESOURCES}
 
 
 def test_tilt_live_update_syncs_into_a_writable_volume() -> None:
