@@ -15,13 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from claimops_stages.api_names import LABEL_PART_OF, PART_OF, RESOURCES
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.harness.mlflow_server import MlflowServer, running_mlflow
 from tests.harness.node_standin import NodeStandIn
 from tests.harness.operator_process import OperatorProcess
 
 #: Pods the node stand-in runs: everything ClaimOps starts carries this label.
-STANDIN_SELECTOR = "app.kubernetes.io/part-of=claimops"
+STANDIN_SELECTOR = f"{LABEL_PART_OF}={PART_OF}"
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +63,7 @@ def node_standin(
         yield standin
 
 
-CRD_NAMES = ("pipelineruns.claimops.io", "modeldeployments.claimops.io")
+CRD_NAMES = tuple(r.crd_name for r in RESOURCES)
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,19 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from claimops_stages.api_names import (
+    API_VERSION,
+    CREATED_BY_USER,
+    LABEL_CREATED_BY,
+    LABEL_PART_OF,
+    PART_OF,
+    PIPELINE_RUN,
+)
 from claimops_stages.claims import DRIFT_PROFILES
 from claimops_stages.contract import FailureMode
 
 from .deps import Services
 from .errors import Conflict, InvalidInput, NotFound
-from .kube import GROUP, VERSION
 from .views import TERMINAL
 
 RUN_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -86,12 +93,12 @@ def build_run(req: RunRequest, user: str, defaults: dict[str, bool]) -> dict[str
     if failures:
         spec["failureInjection"] = sorted(set(failures))
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "PipelineRun",
+        "apiVersion": API_VERSION,
+        "kind": PIPELINE_RUN.kind,
         "metadata": {
             "name": _run_name(sha),
-            "labels": {"app.kubernetes.io/part-of": "claimops", "claimops.io/created-by": "ui"},
-            "annotations": {"claimops.io/created-by-user": user},
+            "labels": {LABEL_PART_OF: PART_OF, LABEL_CREATED_BY: "ui"},
+            "annotations": {CREATED_BY_USER: user},
         },
         "spec": spec,
     }

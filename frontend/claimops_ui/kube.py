@@ -23,19 +23,19 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from claimops_stages.api_names import (
+    GROUP,
+    LABEL_JOB_NAME,
+    MODELDEPLOYMENTS,
+    PIPELINERUNS,
+    VERSION,
+)
 from claimops_stages.contract import FailureMode
 
 from .errors import Conflict, Forbidden, InvalidInput, NotFound, UiError, Unavailable
 
 log = logging.getLogger("claimops.ui.kube")
 
-GROUP = "claimops.io"
-VERSION = "v1alpha1"
-PIPELINERUNS = "pipelineruns"
-MODELDEPLOYMENTS = "modeldeployments"
-LABEL_RUN = f"{GROUP}/pipeline-run"
-LABEL_STAGE = f"{GROUP}/stage"
-LABEL_JOB_NAME = "batch.kubernetes.io/job-name"
 FIELD_MANAGER = "claimops-ui"
 #: Watches end after this long and are restarted from the last resourceVersion (keeps them
 #: healthy behind proxies that drop idle connections).

@@ -9,6 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimops_stages.api_names import (
+    API_VERSION,
+    LABEL_ATTEMPT,
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL_DEPLOYMENT,
+    LABEL_NAME,
+    LABEL_PART_OF,
+    LABEL_ROLE,
+    LABEL_RUN,
+    LABEL_STAGE,
+    MANAGED_BY,
+    MODEL_DEPLOYMENT,
+    PART_OF,
+    REQUESTED_BY_RUN,
+    RESTART_TOKEN,
+    SPEC_HASH,
+)
 from claimops_stages.contract import (
     DEFAULT_TERMINATION_MESSAGE_PATH,
     TERMINATION_MESSAGE_PATH_ENV,
@@ -16,16 +35,6 @@ from claimops_stages.contract import (
 )
 
 from .config import OperatorConfig
-
-GROUP = "claimops.io"
-VERSION = "v1alpha1"
-PART_OF = "claimops"
-MANAGED_BY = "claimops-operator"
-
-LABEL_RUN = f"{GROUP}/pipeline-run"
-LABEL_STAGE = f"{GROUP}/stage"
-LABEL_ATTEMPT = f"{GROUP}/attempt"
-LABEL_ROLE = f"{GROUP}/role"
 
 #: Kubernetes keeps a Job's pods this long after it finishes (enough for the UI to show logs).
 JOB_TTL_SECONDS = 24 * 3600
@@ -47,10 +56,10 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 
 def common_labels(run: str, component: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "claimops",
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/component": component,
+        LABEL_NAME: "claimops",
+        LABEL_PART_OF: PART_OF,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: component,
         LABEL_RUN: run,
     }
 
@@ -141,38 +150,35 @@ def model_deployment_name(model_name: str, role: str) -> str:
 def model_deployment(*, run: str, namespace: str, role: str, model_name: str, version: str) -> dict[str, Any]:
     """The ModelDeployment that serves `version` in `role` (staging, shadow or production)."""
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelDeployment",
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT.kind,
         "metadata": {
             "name": model_deployment_name(model_name, role),
             "namespace": namespace,
             "labels": {**common_labels(run, "model-server"), LABEL_ROLE: role},
-            "annotations": {f"{GROUP}/requested-by-run": run},
+            "annotations": {REQUESTED_BY_RUN: run},
         },
         "spec": {"role": role, "model": {"name": model_name, "version": version}},
     }
 
 
-LABEL_MODEL_DEPLOYMENT = f"{GROUP}/model-deployment"
-SPEC_HASH = f"{GROUP}/spec-hash"
-RESTART_TOKEN = f"{GROUP}/restart-token"
 MODEL_SERVER_PORT = 8080
 
 
 def model_server_labels(mdep_name: str, role: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "claimops-model-server",
-        "app.kubernetes.io/instance": mdep_name,
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/component": "model-server",
+        LABEL_NAME: "claimops-model-server",
+        LABEL_INSTANCE: mdep_name,
+        LABEL_PART_OF: PART_OF,
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: "model-server",
         LABEL_MODEL_DEPLOYMENT: mdep_name,
         LABEL_ROLE: role,
     }
 
 
 def model_server_selector(mdep_name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "claimops-model-server", LABEL_MODEL_DEPLOYMENT: mdep_name}
+    return {LABEL_NAME: "claimops-model-server", LABEL_MODEL_DEPLOYMENT: mdep_name}
 
 
 def model_server_deployment(

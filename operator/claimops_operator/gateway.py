@@ -15,28 +15,28 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from claimops_stages.contract import StageResult
-
-from .builders import (
+from claimops_stages.api_names import (
     GROUP,
     LABEL_ATTEMPT,
+    LABEL_MANAGED_BY,
     LABEL_MODEL_DEPLOYMENT,
     LABEL_RUN,
     LABEL_STAGE,
     MANAGED_BY,
+    MODELDEPLOYMENTS,
+    PIPELINERUNS,
     SPEC_HASH,
     VERSION,
-    model_server_selector,
 )
+from claimops_stages.contract import StageResult
+
+from .builders import model_server_selector
 from .metrics import API_WRITES
 from .pipeline import JobState, ObservedDeployment, ObservedJob
 from .pods import ContainerWaiting, first_waiting
 from .serving import ObservedRollout
 
 log = logging.getLogger(__name__)
-
-PIPELINERUNS = "pipelineruns"
-MODELDEPLOYMENTS = "modeldeployments"
 
 
 def _condition(conditions: list[Any] | None, type_: str) -> Any | None:
@@ -111,12 +111,12 @@ class KubernetesGateway:
         Job names are deterministic, so a PipelineRun deleted and created again under the same
         name finds its predecessor's Jobs until the garbage collector removes them: they are
         not its own and must not be adopted (their results are another run's)."""
-        selector = f"{LABEL_RUN}={run},app.kubernetes.io/managed-by={MANAGED_BY}"
+        selector = f"{LABEL_RUN}={run},{LABEL_MANAGED_BY}={MANAGED_BY}"
         return self._observe_jobs(namespace, selector, owner_uid)
 
     def rollback_jobs(self, namespace: str, model_deployment: str) -> list[ObservedJob]:
         """The rollback Jobs of a ModelDeployment."""
-        selector = f"{LABEL_MODEL_DEPLOYMENT}={model_deployment},app.kubernetes.io/managed-by={MANAGED_BY}"
+        selector = f"{LABEL_MODEL_DEPLOYMENT}={model_deployment},{LABEL_MANAGED_BY}={MANAGED_BY}"
         return self._observe_jobs(namespace, selector)
 
     def _observe_jobs(self, namespace: str, selector: str, owner_uid: str | None = None) -> list[ObservedJob]:
@@ -283,7 +283,7 @@ class KubernetesGateway:
             force=True,
             _content_type="application/apply-patch+yaml",
         )
-        API_WRITES.labels(verb="apply", resource="modeldeployments").inc()
+        API_WRITES.labels(verb="apply", resource=MODELDEPLOYMENTS).inc()
 
     def apply(self, manifest: Mapping[str, Any]) -> None:
         """Server-side apply of a Deployment or Service (field manager claimops-operator)."""
@@ -308,7 +308,7 @@ class KubernetesGateway:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, MODELDEPLOYMENTS, name, {"status": merge_patch(old, new)}
         )
-        API_WRITES.labels(verb="patch", resource="modeldeployments/status").inc()
+        API_WRITES.labels(verb="patch", resource=f"{MODELDEPLOYMENTS}/status").inc()
 
     def patch_run_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
@@ -317,7 +317,7 @@ class KubernetesGateway:
         self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PIPELINERUNS, name, {"status": merge_patch(old, new)}
         )
-        API_WRITES.labels(verb="patch", resource="pipelineruns/status").inc()
+        API_WRITES.labels(verb="patch", resource=f"{PIPELINERUNS}/status").inc()
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,15 +19,24 @@ import kopf
 from kubernetes import client, config
 from prometheus_client import start_http_server
 
-from .builders import GROUP, LABEL_MODEL_DEPLOYMENT, LABEL_RUN, MANAGED_BY, VERSION
+from claimops_stages.api_names import (
+    GROUP,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL_DEPLOYMENT,
+    LABEL_RUN,
+    MANAGED_BY,
+    MODELDEPLOYMENTS,
+    PIPELINERUNS,
+    REQUESTED_BY_RUN,
+    VERSION,
+)
+
 from .config import OperatorConfig
 from .gateway import KubernetesGateway
 from .pods import first_waiting, start_failure
 from .reconcile import RunReconciler, ServingReconciler
 
 log = logging.getLogger("claimops.operator")
-
-REQUESTED_BY_RUN = f"{GROUP}/requested-by-run"
 
 
 class _Operator:
@@ -103,7 +112,7 @@ async def stop_background(**_: Any) -> None:
         task.cancel()
 
 
-@kopf.on.event(GROUP, VERSION, "pipelineruns")
+@kopf.on.event(GROUP, VERSION, PIPELINERUNS)
 async def pipelinerun_changed(type: str, namespace: str | None, name: str, **_: Any) -> None:
     if namespace is None:  # PipelineRuns are namespaced; kopf types this for cluster objects too
         return
@@ -113,7 +122,7 @@ async def pipelinerun_changed(type: str, namespace: str | None, name: str, **_: 
     await _runs().reconcile(namespace, name)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def job_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     if namespace is None:
         return
@@ -123,7 +132,7 @@ async def job_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> N
         await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
 
 
-@kopf.on.event(GROUP, VERSION, "modeldeployments")
+@kopf.on.event(GROUP, VERSION, MODELDEPLOYMENTS)
 async def model_deployment_changed(
     type: str, annotations: kopf.Annotations, namespace: str | None, name: str, **_: Any
 ) -> None:
@@ -141,14 +150,14 @@ async def model_deployment_changed(
     "apps",
     "v1",
     "deployments",
-    labels={"app.kubernetes.io/managed-by": MANAGED_BY, LABEL_MODEL_DEPLOYMENT: kopf.PRESENT},
+    labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_MODEL_DEPLOYMENT: kopf.PRESENT},
 )
 async def model_server_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     if namespace is not None:
         await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
 
 
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": MANAGED_BY})
+@kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def pod_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
     # Job and Deployment events cover pods that run and end; only a container that cannot
     # start (ImagePullBackOff, CreateContainerConfigError, ...) needs the pod itself.

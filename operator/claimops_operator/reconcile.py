@@ -21,6 +21,8 @@ from typing import Any, cast
 
 import kopf
 
+from claimops_stages.api_names import MODEL_DEPLOYMENT, PIPELINE_RUN
+
 from . import builders
 from .config import OperatorConfig
 from .gateway import KubernetesGateway
@@ -137,7 +139,7 @@ class RunReconciler:
     async def reconcile(self, namespace: str, name: str) -> None:
         await self._serial.run(
             (namespace, name),
-            "PipelineRun",
+            PIPELINE_RUN.kind,
             lambda: self._reconcile(namespace, name),
             lambda: self.reconcile(namespace, name),
         )
@@ -276,7 +278,7 @@ class ServingReconciler:
     async def reconcile(self, namespace: str, name: str) -> None:
         await self._serial.run(
             (namespace, name),
-            "ModelDeployment",
+            MODEL_DEPLOYMENT.kind,
             lambda: self._reconcile(namespace, name),
             lambda: self.reconcile(namespace, name),
         )

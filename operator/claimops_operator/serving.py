@@ -25,6 +25,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Literal
 
+from claimops_stages.api_names import REQUESTED_BY_RUN
 from claimops_stages.contract import StageInputs
 
 from .conditions import format_time, set_condition
@@ -250,7 +251,7 @@ def _record_served(
     if history and "servedUntil" not in history[-1]:
         history[-1]["servedUntil"] = stamp
     entry = {"version": version, "servedFrom": stamp, "reason": reason}
-    run = (mdep["metadata"].get("annotations") or {}).get("claimops.io/requested-by-run")
+    run = (mdep["metadata"].get("annotations") or {}).get(REQUESTED_BY_RUN)
     if run and reason == "Rollout":
         entry["pipelineRun"] = run
     history.append(entry)

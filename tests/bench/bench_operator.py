@@ -27,6 +27,14 @@ from kubernetes import client, watch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from claimops_stages.api_names import (
+    API_VERSION,
+    LABEL_PART_OF,
+    LABEL_STAGE,
+    PART_OF,
+    PIPELINE_RUN,
+    RESOURCES,
+)
 from claimops_stages.contract import JOB_STAGES, ResultStatus, StageResult
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.node_standin import NodeStandIn
@@ -37,7 +45,7 @@ MEASURED = [s for s in JOB_STAGES if s not in ("shadow-monitor", "promote-produc
 
 
 def instant_result(pod: dict[str, Any]) -> tuple[int, str]:
-    stage = pod["metadata"]["labels"]["claimops.io/stage"]
+    stage = pod["metadata"]["labels"][LABEL_STAGE]
     result = StageResult(stage, ResultStatus.SUCCEEDED, "Passed", "bench stub", mlflow_run_id=f"run-{stage}")
     if stage == "full-train":
         result.model_version = "1"
@@ -86,8 +94,8 @@ class JobClock:
 
 def run_manifest(name: str) -> dict[str, Any]:
     return {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "PipelineRun",
+        "apiVersion": API_VERSION,
+        "kind": PIPELINE_RUN.kind,
         "metadata": {"name": name},
         "spec": {"commit": {"sha": "0123456789abcdef", "message": "bench"}, "autoContinueToCD": True},
     }
@@ -150,7 +158,9 @@ def measure(plane: ControlPlane, workdir: Path, runs: int, namespace: str) -> di
         if line.startswith("claimops_api_writes_total")
     )
     events = json.loads(plane.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
-    run_events = sum(int(e.get("count") or 1) for e in events if e["involvedObject"]["kind"] == "PipelineRun")
+    run_events = sum(
+        int(e.get("count") or 1) for e in events if e["involvedObject"]["kind"] == PIPELINE_RUN.kind
+    )
     gaps = []
     for name in names:
         for before, after in itertools.pairwise(MEASURED):
@@ -180,11 +190,11 @@ def main() -> None:
     plane = ControlPlane.start(workdir / "cp")
     try:
         plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        for crd in ("pipelineruns.claimops.io", "modeldeployments.claimops.io"):
+        for crd in (r.crd_name for r in RESOURCES):
             plane.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
         standin = NodeStandIn(
             plane.api_client(),
-            "app.kubernetes.io/part-of=claimops",
+            f"{LABEL_PART_OF}={PART_OF}",
             workdir=workdir / "node",
             instant=instant_result,
         )

@@ -24,13 +24,14 @@ from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from claimops_stages.api_names import API_VERSION, GROUP, PIPELINE_RUN, VERSION
 from claimops_stages.contract import STAGES
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.ui_server import UiServer, setup_ui_identity, ui_config
 
 NAMESPACE = "bench-ui"
-GROUP, VERSION, PLURAL = "claimops.io", "v1alpha1", "pipelineruns"
+PLURAL = PIPELINE_RUN.plural
 
 
 def status(i: int, state: str = "Succeeded") -> dict[str, Any]:
@@ -68,14 +69,14 @@ def main() -> None:
     ui: UiServer | None = None
     try:
         plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-        plane.kubectl("wait", "--for=condition=Established", "crd/pipelineruns.claimops.io", "--timeout=60s")
+        plane.kubectl("wait", "--for=condition=Established", f"crd/{PIPELINE_RUN.crd_name}", "--timeout=60s")
         plane.kubectl("create", "namespace", NAMESPACE)
         api = client.CustomObjectsApi(plane.api_client())
         for i in range(args.runs):
             name = f"run-{i:04d}"
             body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "PipelineRun",
+                "apiVersion": API_VERSION,
+                "kind": PIPELINE_RUN.kind,
                 "metadata": {"name": name},
                 "spec": {"commit": {"sha": f"{i:07x}abc", "message": f"commit {i}", "author": "bench"}},
             }

@@ -14,6 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
+from claimops_stages.api_names import API_VERSION, PIPELINE_RUN
 from claimops_stages.contract import FailureMode
 from claimops_ui.errors import Forbidden
 from claimops_ui.kube import KubeGateway, load_configuration
@@ -102,9 +103,9 @@ def test_the_ui_identity_can_only_read_and_impersonate_the_configured_users(ui_s
     def can(*args: str) -> str:
         return cp.kubectl("auth", "can-i", *args, f"--as={sa}", "-n", ns, check=False).stdout.strip()
 
-    assert can("list", "pipelineruns.claimops.io") == "yes"
-    assert can("patch", "pipelineruns.claimops.io") == "no"
-    assert can("create", "pipelineruns.claimops.io") == "no"
+    assert can("list", PIPELINE_RUN.crd_name) == "yes"
+    assert can("patch", PIPELINE_RUN.crd_name) == "no"
+    assert can("create", PIPELINE_RUN.crd_name) == "no"
     assert can("impersonate", "users/alice") == "yes"
     assert can("impersonate", "users/mallory") == "no"
     assert can("impersonate", "groups/system:masters") == "no"
@@ -113,8 +114,8 @@ def test_the_ui_identity_can_only_read_and_impersonate_the_configured_users(ui_s
 def test_the_api_server_refuses_an_approval_in_someone_elses_name(ui_stack: UiStack) -> None:
     cp, ns = ui_stack.control_plane, ui_stack.namespace
     run = {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "PipelineRun",
+        "apiVersion": API_VERSION,
+        "kind": PIPELINE_RUN.kind,
         "metadata": {"name": "forgery-check"},
         # Cancelled from the start: the operator ends it without running anything.
         "spec": {"commit": {"sha": "abcdef1"}, "cancel": True, "dataset": {"rows": 5000}},

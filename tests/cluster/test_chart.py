@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy
 import yaml
 
+from claimops_stages.api_names import LABEL_MANAGED_BY, LABEL_PART_OF, RESOURCES
 from tests.harness.chart import flag_value, mlflow_server_command, uri_scheme
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError, binary
 from tests.harness.mlflow_server import ServiceError, chart_server_argv
@@ -224,8 +225,41 @@ def test_template_renders_components(case: RenderCase, tmp_path: Path) -> None:
         assert name not in names(docs, kind), f"{kind}/{name} rendered but should not be"
     for doc in docs:
         labels = doc["metadata"].get("labels", {})
-        assert labels.get("app.kubernetes.io/managed-by") == "Helm", doc["metadata"]["name"]
-        assert "app.kubernetes.io/part-of" not in labels, "part-of=claimops marks operator-started pods only"
+        assert labels.get(LABEL_MANAGED_BY) == "Helm", doc["metadata"]["name"]
+        assert LABEL_PART_OF not in labels, "part-of=claimops marks operator-started pods only"
+
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+#: Helm refuses release names longer than 53 characters.
+LONG_RELEASE = "r" * 53
+LONG_NAMES = {
+    "release": ((), LONG_RELEASE, "claimops"),
+    "release-and-namespace": ((), LONG_RELEASE, "n" * 63),
+    # The schema allows override names of up to 40 characters.
+    "nameOverride": (("--set", f"nameOverride={'o' * 40}"), LONG_RELEASE, "n" * 63),
+    "fullnameOverride": (("--set", f"fullnameOverride={'f' * 40}"), RELEASE, "n" * 63),
+}
+
+
+@pytest.mark.parametrize("case", LONG_NAMES.values(), ids=LONG_NAMES.keys())
+def test_long_names_are_cut_to_dns_labels_and_stay_distinct(case: tuple[tuple[str, ...], str, str]) -> None:
+    flags, release, namespace = case
+    docs = render(*flags, release=release, namespace=namespace)
+    by_kind: dict[str, list[str]] = {}
+    for doc in docs:
+        name = doc["metadata"]["name"]
+        assert DNS_LABEL.match(name), f"{doc['kind']}/{name} ({len(name)} characters) is no DNS label"
+        by_kind.setdefault(doc["kind"], []).append(name)
+    short = render()
+    for kind, found in by_kind.items():
+        assert len(set(found)) == len(found), f"two {kind} objects share a name: {sorted(found)}"
+        assert len(found) == len(names(short, kind)), kind
+    # Suffixes survive the cut: each object keeps the component part of its short name.
+    for doc in short:
+        suffix = doc["metadata"]["name"].removeprefix("claimops-claimops-").removeprefix("claimops-")
+        assert any(n.endswith(f"-{suffix}") for n in by_kind[doc["kind"]]), f"{doc['kind']} *-{suffix}"
+    operator = next(d for d in docs if d["kind"] == "Deployment" and "operator" in d["metadata"]["name"])
+    assert operator["spec"]["template"]["spec"]["serviceAccountName"] in by_kind["ServiceAccount"]
 
 
 def test_custom_values_reach_the_objects(tmp_path: Path) -> None:
@@ -513,10 +547,7 @@ def test_install_manifest_in_sync() -> None:
     )
     docs = [d for d in yaml.safe_load_all(INSTALL_MANIFEST.read_text()) if d]
     assert not names(docs, "Secret"), "the plain manifest must not carry passwords"
-    assert names(docs, "CustomResourceDefinition") == {
-        "pipelineruns.claimops.io",
-        "modeldeployments.claimops.io",
-    }
+    assert names(docs, "CustomResourceDefinition") == {r.crd_name for r in RESOURCES}
 
 
 def test_tilt_live_update_syncs_into_a_writable_volume() -> None:

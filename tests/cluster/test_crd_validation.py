@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
+from claimops_stages.api_names import RESOURCES
 from tests.harness.control_plane import ControlPlane
 
 pytestmark = pytest.mark.cluster
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[2]
 CRD_DIR = REPO / "crds"
 EXAMPLES = REPO / "manifests" / "examples"
-CRD_NAMES = ("pipelineruns.claimops.io", "modeldeployments.claimops.io")
+CRD_NAMES = tuple(r.crd_name for r in RESOURCES)
 
 # The smallest valid PipelineRun: everything else comes from the schema's defaults.
 BASE_RUN = """

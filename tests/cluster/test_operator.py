@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_STAGE
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
@@ -262,5 +263,5 @@ def test_operator_killed_at_every_stage_boundary_loses_nothing(
     by_stage: dict[str, list[str]] = {}
     for job in jobs(cp, namespace):
         labels = job["metadata"]["labels"]
-        by_stage.setdefault(labels["claimops.io/stage"], []).append(labels["claimops.io/attempt"])
+        by_stage.setdefault(labels[LABEL_STAGE], []).append(labels[LABEL_ATTEMPT])
     assert by_stage == {s: ["1"] for s in (*CI_STAGES[1:], *CD_STAGES)}

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from claimops_stages.api_names import API_VERSION, LABEL_PART_OF, MODEL_DEPLOYMENT, PART_OF
 from tests.cluster.test_operator import condition, get_run, jobs, phase_is, run_manifest, stage, wait_for
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import ControlPlane
@@ -102,9 +103,9 @@ def test_a_model_server_image_that_cannot_be_pulled_makes_the_deployment_not_rea
     operator = start_operator(namespace)
     name = "unpullable-staging"
     manifest = {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "claimops"}},
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT.kind,
+        "metadata": {"name": name, "labels": {LABEL_PART_OF: PART_OF}},
         "spec": {
             "role": "staging",
             "model": {"name": "claim-settlement", "version": "1"},

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from claimops_stages.api_names import API_VERSION, MODEL_DEPLOYMENT
 from tests.cluster.test_operator import condition, get_run, phase_is, run_manifest, stage, wait_for
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import ControlPlane
@@ -89,7 +90,7 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert deployment["metadata"]["ownerReferences"][0]["kind"] == "ModelDeployment"
+    assert deployment["metadata"]["ownerReferences"][0]["kind"] == MODEL_DEPLOYMENT.kind
     service = json.loads(cp.kubectl("get", "service", PRODUCTION, "-n", namespace, "-o", "json").stdout)
     assert service["spec"]["ports"][0]["port"] == 8080
     for role in ("staging", "shadow"):
@@ -159,8 +160,8 @@ def test_production_rollback_moves_the_alias_and_the_servers_back(
     operator = start_operator(namespace)
     name = f"{model}-production"
     manifest = {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "ModelDeployment",
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT.kind,
         "metadata": {"name": name},
         "spec": {"role": "production", "model": {"name": model, "version": "2"}},
     }

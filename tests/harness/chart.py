@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from claimops_stages.api_names import LABEL_COMPONENT
 from tests.harness.control_plane import REPO_ROOT, binary
 
 CHART = REPO_ROOT / "helm" / "claimops"
@@ -49,7 +50,7 @@ def render(*args: str, release: str = RELEASE, namespace: str = RELEASE) -> list
 
 
 def component(doc: Doc) -> str | None:
-    return (doc.get("metadata", {}).get("labels") or {}).get("app.kubernetes.io/component")
+    return (doc.get("metadata", {}).get("labels") or {}).get(LABEL_COMPONENT)
 
 
 def container(docs: Sequence[Doc], component_name: str, container_name: str) -> Doc:

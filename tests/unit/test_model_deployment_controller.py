@@ -23,6 +23,15 @@ from claimops_operator.serving import (
     desired_hash,
     rollback_job_name,
 )
+from claimops_stages.api_names import (
+    API_VERSION,
+    LABEL_MODEL_DEPLOYMENT,
+    LABEL_RUN,
+    LABEL_STAGE,
+    MODEL_DEPLOYMENT,
+    REQUESTED_BY_RUN,
+    SPEC_HASH,
+)
 from claimops_stages.contract import ResultStatus, StageResult
 
 NOW = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
@@ -38,14 +47,14 @@ def mdep(
     **spec: Any,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "ModelDeployment",
+        "apiVersion": API_VERSION,
+        "kind": MODEL_DEPLOYMENT.kind,
         "metadata": {
             "name": f"claim-settlement-{role}",
             "namespace": "claims",
             "uid": "u-1",
             "generation": generation,
-            "annotations": {"claimops.io/requested-by-run": "demo"},
+            "annotations": {REQUESTED_BY_RUN: "demo"},
         },
         "spec": {
             "role": role,
@@ -479,7 +488,9 @@ def test_a_promotion_before_the_rollback_target_serves_supersedes_the_rollback()
         body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE
     ).status
     body["spec"]["model"]["version"] = "3"
-    promoted = decide_serving(body, rollout_for(body, Target("1", None), ready=0, done=False), None, NOW, IMAGE)
+    promoted = decide_serving(
+        body, rollout_for(body, Target("1", None), ready=0, done=False), None, NOW, IMAGE
+    )
     assert cond(promoted.status, "RolledBack") == ("False", "Superseded")
     assert [a.target.version for a in promoted.actions if isinstance(a, ApplyServer)] == ["3"]
 
@@ -510,7 +521,7 @@ def test_model_server_deployment_is_restricted_and_probed() -> None:
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["automountServiceAccountToken"] is False
-    assert deployment["metadata"]["annotations"][builders.SPEC_HASH] == "h"
+    assert deployment["metadata"]["annotations"][SPEC_HASH] == "h"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
@@ -529,9 +540,9 @@ def test_rollback_job_belongs_to_the_model_deployment_not_a_run() -> None:
         config=OperatorConfig(),
     )
     for labels in (job["metadata"]["labels"], job["spec"]["template"]["metadata"]["labels"]):
-        assert builders.LABEL_RUN not in labels
-        assert labels[builders.LABEL_MODEL_DEPLOYMENT] == "claim-settlement-production"
-        assert labels[builders.LABEL_STAGE] == "rollback"
+        assert LABEL_RUN not in labels
+        assert labels[LABEL_MODEL_DEPLOYMENT] == "claim-settlement-production"
+        assert labels[LABEL_STAGE] == "rollback"
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "claimops_stages", "rollback"]
     assert "--requested-by" in container["args"]

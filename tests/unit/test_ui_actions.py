@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from claimops_stages.api_names import CREATED_BY_USER
 from claimops_stages.contract import FailureMode
 from claimops_ui.actions import RUN_NAME, RunRequest, build_run
 
@@ -20,7 +21,7 @@ def test_fake_commit_gets_a_fresh_sha_a_message_and_the_user_as_author() -> None
     assert re.fullmatch(r"[0-9a-f]{40}", commit["sha"])
     assert commit["message"]
     assert commit["author"] == "alice"
-    assert body["metadata"]["annotations"]["claimops.io/created-by-user"] == "alice"
+    assert body["metadata"]["annotations"][CREATED_BY_USER] == "alice"
     assert "failureInjection" not in body["spec"]
     assert "dataset" not in body["spec"]  # the CRD's defaults apply
 

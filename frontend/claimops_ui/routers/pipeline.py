@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path
 from fastapi.concurrency import run_in_threadpool
 
+from claimops_stages.api_names import REQUESTED_BY_RUN
+
 from .. import actions
 from ..actions import RUN_NAME, ApprovalRequest, RollbackRequest, RunRequest
 from ..deps import Services, mutation_user, services
@@ -112,7 +114,7 @@ def deployment_view(d: dict[str, Any]) -> dict[str, Any]:
         "rolledBackFrom": status.get("rolledBackFrom"),
         "rollback": spec.get("rollback"),
         "rolledBack": condition(d, "RolledBack"),
-        "pipelineRun": (d["metadata"].get("annotations") or {}).get("claimops.io/requested-by-run"),
+        "pipelineRun": (d["metadata"].get("annotations") or {}).get(REQUESTED_BY_RUN),
     }
 
 

@@ -5,7 +5,7 @@
 
 {{/*
 Full name: the release name when it already contains the chart name, else release-chart; cut to
-63 characters. Component objects append a suffix, so keep release names short (<= 40).
+63 characters. Component objects append a suffix and cut this part instead (claimops.joinName).
 */}}
 {{- define "claimops.fullname" -}}
 {{- if .Values.fullnameOverride }}
@@ -64,18 +64,36 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .repository .tag }}
 {{- end }}
 
-{{/* Object names. */}}
-{{- define "claimops.operatorName" -}}{{ include "claimops.fullname" . }}-operator{{- end }}
-{{- define "claimops.uiName" -}}{{ include "claimops.fullname" . }}-ui{{- end }}
-{{- define "claimops.mlflowName" -}}{{ include "claimops.fullname" . }}-mlflow{{- end }}
-{{- define "claimops.postgresqlName" -}}{{ include "claimops.fullname" . }}-postgresql{{- end }}
-{{- define "claimops.minioName" -}}{{ include "claimops.fullname" . }}-minio{{- end }}
-{{- define "claimops.uiAdminSecret" -}}{{ include "claimops.fullname" . }}-ui-admin{{- end }}
-{{- define "claimops.uiAuthSecret" -}}{{ include "claimops.fullname" . }}-ui-auth{{- end }}
-{{- define "claimops.failureDefaults" -}}{{ include "claimops.fullname" . }}-failure-defaults{{- end }}
-{{- define "claimops.operatorsRole" -}}{{ include "claimops.fullname" . }}-operators{{- end }}
-{{/* Cluster-scoped objects carry the namespace: two releases of one name never collide. */}}
-{{- define "claimops.clusterName" -}}{{ printf "%s-%s" .Release.Namespace (include "claimops.fullname" .) | trunc 50 | trimSuffix "-" }}{{- end }}
+{{/*
+BASE-SUFFIX in at most 63 characters (a DNS label, as Service and Job names must be): BASE is
+cut, never SUFFIX, so the objects of one release keep distinct names. (list BASE SUFFIX)
+*/}}
+{{- define "claimops.joinName" -}}
+{{- $suffix := index . 1 }}
+{{- printf "%s-%s" (index . 0 | trunc (int (sub 62 (len $suffix))) | trimSuffix "-") $suffix }}
+{{- end }}
+
+{{/* Object names: fullname-SUFFIX within 63 characters. (list $ SUFFIX) */}}
+{{- define "claimops.componentName" -}}
+{{- include "claimops.joinName" (list (include "claimops.fullname" (index . 0)) (index . 1)) }}
+{{- end }}
+{{- define "claimops.operatorName" -}}{{ include "claimops.componentName" (list . "operator") }}{{- end }}
+{{- define "claimops.uiName" -}}{{ include "claimops.componentName" (list . "ui") }}{{- end }}
+{{- define "claimops.mlflowName" -}}{{ include "claimops.componentName" (list . "mlflow") }}{{- end }}
+{{- define "claimops.postgresqlName" -}}{{ include "claimops.componentName" (list . "postgresql") }}{{- end }}
+{{- define "claimops.minioName" -}}{{ include "claimops.componentName" (list . "minio") }}{{- end }}
+{{- define "claimops.uiAdminSecret" -}}{{ include "claimops.componentName" (list . "ui-admin") }}{{- end }}
+{{- define "claimops.uiAuthSecret" -}}{{ include "claimops.componentName" (list . "ui-auth") }}{{- end }}
+{{- define "claimops.failureDefaults" -}}{{ include "claimops.componentName" (list . "failure-defaults") }}{{- end }}
+{{- define "claimops.operatorsRole" -}}{{ include "claimops.componentName" (list . "operators") }}{{- end }}
+{{/*
+Cluster-scoped objects carry the namespace, so two releases of one name never collide:
+namespace-fullname-SUFFIX within 63 characters. (list $ SUFFIX)
+*/}}
+{{- define "claimops.clusterName" -}}
+{{- $ctx := index . 0 }}
+{{- include "claimops.joinName" (list (printf "%s-%s" $ctx.Release.Namespace (include "claimops.fullname" $ctx)) (index . 1)) }}
+{{- end }}
 
 {{/* MLflow as reached from inside the cluster. */}}
 {{- define "claimops.mlflowUrl" -}}
