@@ -5,7 +5,7 @@ observed, and the current time; it returns the whole new status and the actions 
 must carry out (like Tekton's ``pipelinerunstate.go`` / ``dag.go``). Nothing here does I/O or
 imports Kopf or the Kubernetes client.
 
-The linear flow (``LINEAR_STAGES``)::
+The linear flow (``run_stages()`` of the stage table in ``claimops_stages.contract``)::
 
     commit -> ci-tests -> data-validation -> quick-train -> mlflow-log
       -> [CI-to-CD gate: full-train waits for spec.continueToCD / spec.autoContinueToCD]
@@ -38,13 +38,19 @@ from enum import Enum, StrEnum
 from typing import Any, Literal
 
 from claimops_stages.contract import (
-    STAGES,
-    STAGES_BY_NAME,
-    Phase,
+    LOCAL_COMMIT_SHA,
+    LOCAL_WINDOW,
+    SPEC_DEFAULTS,
+    Gate,
     Reason,
+    Record,
+    Stage,
     StageInputs,
     StageKind,
     StageResult,
+    recording,
+    run_stages,
+    stage,
 )
 
 from .conditions import (
@@ -123,33 +129,10 @@ RETRY_BACKOFF = "RetryBackoff"
 #: Job failure reason the Job controller sets when activeDeadlineSeconds ran out.
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 
-#: Stages of a run, in order (``rollback`` is not one: see the module docstring).
-LINEAR_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.name != "rollback")
-#: The Job stage that waits behind the CI-to-CD gate.
-CD_ENTRY_STAGE = "full-train"
-#: The last stage when serving (shadow traffic, promotion) is disabled.
-LAST_STAGE_WITHOUT_SERVING = "deploy-staging"
+#: The role whose model server stands in for the shadow when there is no shadow one.
 STAGING_ROLE = "staging"
 _SERVING_DISABLED_MESSAGE = (
     "The candidate serves in staging; shadow-monitor and promote-production are not available yet"
-)
-
-#: Failures that a retry cannot fix (same data, same seed, same verdict); everything else
-#: (MLflowUnavailable, JobFailed, StageTimeout, TrainingFailed, InternalError) is retried.
-NON_RETRYABLE_REASONS: frozenset[str] = frozenset(
-    {
-        Reason.CI_TESTS_FAILED,
-        Reason.SCHEMA_VALIDATION_FAILED,
-        Reason.DATA_QUALITY_FAILED,
-        Reason.METRIC_REGRESSION,
-        Reason.BELOW_MIN_AUC,
-        Reason.SHADOW_DISAGREEMENT,
-        Reason.DRIFT_DETECTED,
-        Reason.INVALID_INPUT,
-        Reason.NO_PREVIOUS_CHAMPION,
-        # The same pod spec meets the same missing image or Secret key on the next attempt.
-        *START_FAILURE_REASONS,
-    }
 )
 
 RETRY_BASE_SECONDS = 10.0
@@ -157,10 +140,6 @@ RETRY_MAX_SECONDS = 300.0
 #: How often to look at the staging ModelDeployment while waiting for it (safety net: the
 #: handler should also reconcile when the ModelDeployment changes).
 DEPLOYMENT_POLL_SECONDS = 10.0
-#: Job stages that need the candidate served in a role before their Job starts.
-SERVE_BEFORE: Mapping[str, str] = {"shadow-monitor": "shadow"}
-#: Job stages that are done only once the candidate serves in a role after their Job.
-SERVE_AFTER: Mapping[str, str] = {"promote-production": "production"}
 
 # Keys stage results use; the operator copies them into status.evaluation / status.shadow /
 # status.mlflow. The stage code must report exactly these.
@@ -193,7 +172,6 @@ class RunRef:
     name: str
     namespace: str
     generation: int
-    created_at: datetime
 
 
 JobState = Literal["Active", "Succeeded", "Failed"]
@@ -239,6 +217,10 @@ class CreateJob:
     attempt: int
     job_name: str
     inputs: StageInputs
+    #: The Job's activeDeadlineSeconds (spec.timeouts.stageSeconds).
+    deadline_seconds: int
+    #: spec.stageImage; None: the operator's stage image.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,35 +268,40 @@ def _get(section: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _default(path: str) -> Any:
+    return SPEC_DEFAULTS[path]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """A PipelineRun's spec with the CRD defaults filled in (missing keys are tolerated)."""
 
-    commit_sha: str = "0000000"
+    commit_sha: str = LOCAL_COMMIT_SHA
     commit_message: str = ""
     commit_author: str = ""
-    model_name: str = "claim-settlement"
-    rows: int = 20000
-    seed: int = 42
-    window: str = "2026-01-01/2026-03-31"
-    drift: str = "none"
-    n_estimators: int = 200
-    max_depth: int = 12
-    quick_sample_fraction: float = 0.2
-    min_auc: float = 0.75
-    max_auc_drop: float = 0.02
-    min_shadow_agreement: float = 0.9
-    max_psi: float = 0.2
-    continue_to_cd: bool = False
-    auto_continue_to_cd: bool = False
-    approval_decision: str = "Pending"
+    model_name: str = _default("model.name")
+    rows: int = _default("dataset.rows")
+    seed: int = _default("dataset.seed")
+    window: str = LOCAL_WINDOW
+    drift: str = _default("dataset.drift")
+    n_estimators: int = _default("training.nEstimators")
+    max_depth: int = _default("training.maxDepth")
+    quick_sample_fraction: float = _default("training.quickSampleFraction")
+    min_auc: float = _default("gates.minAuc")
+    max_auc_drop: float = _default("gates.maxAucDrop")
+    min_shadow_agreement: float = _default("gates.minShadowAgreement")
+    max_psi: float = _default("gates.maxPsi")
+    continue_to_cd: bool = _default("continueToCD")
+    auto_continue_to_cd: bool = _default("autoContinueToCD")
+    approval_decision: str = _default("approval.decision")
     approval_comment: str = ""
     approval_by: str = ""
     failures: tuple[str, ...] = ()
-    stage_seconds: int = 1800
-    approval_seconds: int = 86400
-    retries: int = 1
-    cancel: bool = False
+    stage_seconds: int = _default("timeouts.stageSeconds")
+    approval_seconds: int = _default("timeouts.approvalSeconds")
+    retries: int = _default("retries")
+    cancel: bool = _default("cancel")
+    stage_image: str | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> RunSpec:
@@ -326,6 +313,7 @@ class RunSpec:
             _section(spec, "approval"),
         )
         timeouts = _section(spec, "timeouts")
+        image = spec.get("stageImage")
         return cls(
             commit_sha=str(_get(commit, "sha", d.commit_sha)),
             commit_message=str(_get(commit, "message", "")),
@@ -342,8 +330,8 @@ class RunSpec:
             max_auc_drop=float(_get(gates, "maxAucDrop", d.max_auc_drop)),
             min_shadow_agreement=float(_get(gates, "minShadowAgreement", d.min_shadow_agreement)),
             max_psi=float(_get(gates, "maxPsi", d.max_psi)),
-            continue_to_cd=bool(_get(spec, "continueToCD", False)),
-            auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", False)),
+            continue_to_cd=bool(_get(spec, "continueToCD", d.continue_to_cd)),
+            auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", d.auto_continue_to_cd)),
             approval_decision=str(_get(approval, "decision", d.approval_decision)),
             approval_comment=str(_get(approval, "comment", "")),
             approval_by=str(_get(approval, "by", "")),
@@ -351,8 +339,15 @@ class RunSpec:
             stage_seconds=int(_get(timeouts, "stageSeconds", d.stage_seconds)),
             approval_seconds=int(_get(timeouts, "approvalSeconds", d.approval_seconds)),
             retries=int(_get(spec, "retries", d.retries)),
-            cancel=bool(_get(spec, "cancel", False)),
+            cancel=bool(_get(spec, "cancel", d.cancel)),
+            stage_image=str(image) if image else None,
         )
+
+
+def model_name(spec: Mapping[str, Any]) -> str:
+    """The registered model a run trains (the handler lists its ModelDeployments before
+    :func:`decide`)."""
+    return RunSpec.parse(spec).model_name
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,6 +374,7 @@ def stage_inputs(
     stages = {str(e.get("name")): e for e in status.get("stages") or ()}
     production = deployments.get("production")
     shadow = deployments.get("shadow") or deployments.get(STAGING_ROLE)
+    candidate, ci_summary = recording(Record.CANDIDATE), recording(Record.CI_SUMMARY)
     return StageInputs(
         run=run.name,
         commit_sha=s.commit_sha,
@@ -395,8 +391,8 @@ def stage_inputs(
         max_auc_drop=s.max_auc_drop,
         min_shadow_agreement=s.min_shadow_agreement,
         max_psi=s.max_psi,
-        candidate_version=stages.get(CD_ENTRY_STAGE, {}).get("modelVersion"),
-        ci_run_id=stages.get("mlflow-log", {}).get("mlflowRunId"),
+        candidate_version=stages.get(candidate.name, {}).get("modelVersion") if candidate else None,
+        ci_run_id=stages.get(ci_summary.name, {}).get("mlflowRunId") if ci_summary else None,
         production_url=production.url if production else None,
         shadow_url=shadow.url if shadow else None,
         requested_by=s.approval_by or f"PipelineRun/{run.namespace}/{run.name}",
@@ -515,7 +511,7 @@ def decide(
 def _initialize(ctx: _Context) -> None:
     ctx.status.update(
         phase=RunPhase.RUNNING,
-        currentStage=LINEAR_STAGES[0],
+        currentStage=run_stages()[0].name,
         startedAt=ctx.stamp,
         stages=[],
         mlflow={"modelName": ctx.spec.model_name},
@@ -528,20 +524,32 @@ def _normalize_stages(ctx: _Context) -> None:
     """Exactly the linear stages, in order, keeping what the status already knew."""
     known = {str(e.get("name")): e for e in ctx.status.get("stages") or ()}
     ctx.status["stages"] = [
-        known.get(name) or {"name": name, "state": StageState.PENDING} for name in LINEAR_STAGES
+        known.get(s.name) or {"name": s.name, "state": StageState.PENDING} for s in run_stages()
     ]
 
 
+def _last_without_serving() -> str | None:
+    """The stage a run ends with when serving (shadow traffic, promotion) is disabled: the one
+    before the first stage that needs it."""
+    last = None
+    for row in run_stages():
+        if row.needs_serving:
+            return last
+        last = row.name
+    return None
+
+
 def _advance(ctx: _Context) -> None:
+    last_without_serving = None if ctx.serving_enabled else _last_without_serving()
     for entry in ctx.status["stages"]:
         if entry.get("state") in _DONE_STATES:
             continue
-        stage = STAGES_BY_NAME[entry["name"]]
-        ctx.status["currentStage"] = stage.name
-        step = _HANDLERS[stage.kind](ctx, entry)
+        row = stage(entry["name"])
+        ctx.status["currentStage"] = row.name
+        step = _HANDLERS[row.kind](ctx, entry)
         if step is not Step.ADVANCE:
             return
-        if stage.name == LAST_STAGE_WITHOUT_SERVING and not ctx.serving_enabled:
+        if row.name == last_without_serving:
             _finish(
                 ctx,
                 RunPhase.SUCCEEDED,
@@ -579,11 +587,12 @@ def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
 
 def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
     """A stage carried out by a batch/v1 Job (one Job per attempt)."""
+    row = stage(entry["name"])
     attempt = int(entry.get("attempt") or 1)
-    observed = ctx.latest_job(entry["name"], min_attempt=attempt)
+    observed = ctx.latest_job(row.name, min_attempt=attempt)
     if observed is None:
         if entry.get("state") in (StageState.PENDING, StageState.WAITING):
-            if entry["name"] == CD_ENTRY_STAGE and (step := _cd_gate(ctx, entry)) is not None:
+            if row.gate is Gate.CONTINUE_TO_CD and (step := _cd_gate(ctx, entry)) is not None:
                 return step
             if (step := _serve_before(ctx, entry)) is not None:
                 return step
@@ -592,7 +601,7 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
             return _start_job(ctx, entry, attempt + 1)
         # Status says the Job exists but the informer has not shown it (yet): create it again
         # under the same deterministic name; the handler tolerates AlreadyExists.
-        ctx.actions.append(CreateJob(entry["name"], attempt, str(entry["job"]), _inputs(ctx)))
+        ctx.actions.append(_create_job(ctx, entry["name"], attempt, str(entry["job"])))
         _show_running(ctx, entry)
         return Step.WAIT
     if observed.attempt != entry.get("attempt") or observed.name != entry.get("job"):
@@ -604,7 +613,7 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
         return Step.WAIT
     result = observed.result
     if observed.state == "Succeeded" and result is not None and result.passed:
-        if (role := SERVE_AFTER.get(entry["name"])) is not None:
+        if (role := row.serve_after) is not None:
             version = _candidate_version(ctx, entry)
             if version is None:
                 return Step.STOP
@@ -658,18 +667,17 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
             RunReason.DEPLOYING,
             f"Deploying version {version} to staging",
         )
-    step = _wait_until_serving(ctx, entry, STAGING_ROLE, version)
+    role = stage(entry["name"]).serve_after or STAGING_ROLE
+    step = _wait_until_serving(ctx, entry, role, version)
     if step is not None:
         return step
-    observed = ctx.deployments[STAGING_ROLE]
+    observed = ctx.deployments[role]
     entry.update(
         state=StageState.SUCCEEDED,
         finishedAt=ctx.stamp,
         reason=RunReason.STAGING_READY,
         message=f"Staging serves version {version}",
-        outputs={
-            k: v for k, v in {"role": STAGING_ROLE, "version": version, "url": observed.url}.items() if v
-        },
+        outputs={k: v for k, v in {"role": role, "version": version, "url": observed.url}.items() if v},
     )
     ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
     ctx.condition(
@@ -684,7 +692,7 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
 def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
     """For a Job stage that needs a model server first (shadow-monitor): None once the role
     serves the candidate, else the wait (the stage shows Waiting meanwhile)."""
-    role = SERVE_BEFORE.get(entry["name"])
+    role = stage(entry["name"]).serve_before
     if role is None:
         return None
     version = _candidate_version(ctx, entry)
@@ -697,12 +705,12 @@ def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
 
 
 def _candidate_version(ctx: _Context, entry: dict[str, Any]) -> str | None:
-    """The version full-train registered; fails the stage when there is none."""
-    version = ctx.entry(CD_ENTRY_STAGE).get("modelVersion")
+    """The version the candidate stage (full-train) registered; fails the stage when there is none."""
+    candidate = recording(Record.CANDIDATE)
+    version = ctx.entry(candidate.name).get("modelVersion") if candidate else None
     if not version:
-        _stage_failed(
-            ctx, entry, Reason.INVALID_INPUT, f"{CD_ENTRY_STAGE} reported no model version to deploy"
-        )
+        producer = candidate.name if candidate else "no stage"
+        _stage_failed(ctx, entry, Reason.INVALID_INPUT, f"{producer} reported no model version to deploy")
         return None
     return str(version)
 
@@ -750,8 +758,9 @@ _HANDLERS: Mapping[StageKind, Callable[[_Context, dict[str, Any]], Step]] = {
 # Jobs
 
 
-def _inputs(ctx: _Context) -> StageInputs:
-    return stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+def _create_job(ctx: _Context, stage_name: str, attempt: int, name: str) -> CreateJob:
+    inputs = stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+    return CreateJob(stage_name, attempt, name, inputs, ctx.spec.stage_seconds, ctx.spec.stage_image)
 
 
 def _start_job(ctx: _Context, entry: dict[str, Any], attempt: int) -> Step:
@@ -759,7 +768,7 @@ def _start_job(ctx: _Context, entry: dict[str, Any], attempt: int) -> Step:
     for stale in ("finishedAt", "reason", "message"):
         entry.pop(stale, None)
     entry.update(state=StageState.RUNNING, attempt=attempt, job=name, startedAt=ctx.stamp)
-    ctx.actions.append(CreateJob(entry["name"], attempt, name, _inputs(ctx)))
+    ctx.actions.append(_create_job(ctx, entry["name"], attempt, name))
     ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']} started: Job {name} (attempt {attempt})")
     _show_running(ctx, entry)
     return Step.WAIT
@@ -794,7 +803,7 @@ def _job_succeeded(ctx: _Context, entry: dict[str, Any], job: ObservedJob, resul
         EventReason.STAGE_SUCCEEDED,
         f"Stage {entry['name']} succeeded: {result.reason} {result.message}".strip(),
     )
-    if entry["name"] == _LAST_CI_STAGE:
+    if _closes(entry["name"], ConditionType.CI_PASSED):
         ctx.condition(ConditionType.CI_PASSED, ConditionStatus.TRUE, RunReason.PASSED, "All CI stages passed")
     return Step.ADVANCE
 
@@ -822,6 +831,11 @@ def _cannot_start(ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason
     return Step.STOP
 
 
+def _retryable(row: Stage, reason: str) -> bool:
+    # The same pod spec meets the same missing image or Secret key on the next attempt.
+    return reason not in START_FAILURE_REASONS and row.retryable(reason)
+
+
 def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
     """(reason, message, retryable) of a finished Job that did not pass."""
     result = job.result
@@ -835,7 +849,7 @@ def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
         return (
             result.reason,
             result.message or f"Job {job.name} failed",
-            result.reason not in NON_RETRYABLE_REASONS,
+            _retryable(stage(job.stage), result.reason),
         )
     if result is not None:  # the Job failed after its container reported success
         return RunReason.JOB_FAILED, f"Job {job.name} failed ({job.failure_reason or 'unknown reason'})", True
@@ -884,18 +898,19 @@ def _copy_result(entry: dict[str, Any], result: StageResult) -> None:
 # Stage results -> status.mlflow / status.evaluation / status.shadow
 
 
-def _record_result(ctx: _Context, stage: str, result: StageResult) -> None:
+def _record_result(ctx: _Context, name: str, result: StageResult) -> None:
+    row = stage(name)
     mlflow = ctx.status.setdefault("mlflow", {})
     mlflow.setdefault("modelName", ctx.spec.model_name)
     if result.mlflow_run_id:
-        mlflow.setdefault("runIds", {})[stage] = result.mlflow_run_id
-        if stage == _LAST_CI_STAGE:
+        mlflow.setdefault("runIds", {})[name] = result.mlflow_run_id
+        if row.record is Record.CI_SUMMARY:
             mlflow["ciRunId"] = result.mlflow_run_id
     if result.outputs.get(EXPERIMENT_ID_OUTPUT):
         mlflow["experimentId"] = result.outputs[EXPERIMENT_ID_OUTPUT]
-    if stage == CD_ENTRY_STAGE and result.model_version:
+    if row.record is Record.CANDIDATE and result.model_version:
         mlflow["modelVersion"] = result.model_version
-    recorder = _RESULT_RECORDERS.get(stage)
+    recorder = _RESULT_RECORDERS.get(row.record)
     if recorder is not None:
         recorder(ctx, result)
 
@@ -916,12 +931,17 @@ def _record_shadow(ctx: _Context, result: StageResult) -> None:
     ctx.status["shadow"] = shadow
 
 
-_RESULT_RECORDERS: Mapping[str, Callable[[_Context, StageResult], None]] = {
-    "evaluate-vs-champion": _record_evaluation,
-    "shadow-monitor": _record_shadow,
+#: Records with more than the status.mlflow fields above.
+_RESULT_RECORDERS: Mapping[Record, Callable[[_Context, StageResult], None]] = {
+    Record.EVALUATION: _record_evaluation,
+    Record.SHADOW: _record_shadow,
 }
-_LAST_CI_STAGE = [s.name for s in STAGES if s.phase is Phase.CI][-1]
-_CI_STAGES = frozenset(s.name for s in STAGES if s.phase is Phase.CI)
+
+
+def _closes(name: str, condition: ConditionType) -> bool:
+    """`name` is the run's last stage owning `condition`: its success makes it True."""
+    owners = [s.name for s in run_stages() if s.condition == condition]
+    return bool(owners) and owners[-1] == name
 
 
 # --------------------------------------------------------------------------------------------
@@ -1000,13 +1020,10 @@ def _stage_failed(
     _finish(ctx, RunPhase.FAILED, reason, f"Stage {entry['name']} failed: {message}", failed=entry["name"])
 
 
-def _owning_condition(stage: str) -> ConditionType | None:
+def _owning_condition(name: str) -> ConditionType | None:
     """The gate condition a stage's failure decides (besides Succeeded)."""
-    if stage in _CI_STAGES:
-        return ConditionType.CI_PASSED
-    if stage == LAST_STAGE_WITHOUT_SERVING:
-        return ConditionType.DEPLOYED
-    return None
+    owned = stage(name).condition
+    return None if owned is None else ConditionType(owned)
 
 
 _FINISH_EVENTS: Mapping[RunPhase, tuple[EventReason, bool]] = {

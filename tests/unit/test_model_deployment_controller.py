@@ -479,7 +479,9 @@ def test_a_promotion_before_the_rollback_target_serves_supersedes_the_rollback()
         body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE
     ).status
     body["spec"]["model"]["version"] = "3"
-    promoted = decide_serving(body, rollout_for(body, Target("1", None), ready=0, done=False), None, NOW, IMAGE)
+    promoted = decide_serving(
+        body, rollout_for(body, Target("1", None), ready=0, done=False), None, NOW, IMAGE
+    )
     assert cond(promoted.status, "RolledBack") == ("False", "Superseded")
     assert [a.target.version for a in promoted.actions if isinstance(a, ApplyServer)] == ["3"]
 
