@@ -1,0 +1,99 @@
+"""The PipelineRun CRD's `default:`s and the Python defaults are one set of values.
+
+``claimops_stages.contract.SPEC_DEFAULTS`` is the Python source (``RunSpec`` and
+``StageInputs`` take theirs from it); the CRD in ``crds/`` is what the API server applies.
+Changing a default in one place only fails here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from claimops_operator.pipeline import RunSpec
+from claimops_stages.contract import SPEC_DEFAULTS, StageInputs
+
+CRD = Path(__file__).resolve().parents[2] / "crds" / "pipelineruns.claimops.io.yaml"
+
+
+def _spec_schema() -> Mapping[str, Any]:
+    crd = yaml.safe_load(CRD.read_text(encoding="utf-8"))
+    (version,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
+    return version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+
+
+def _defaults(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[str, Any, Mapping[str, Any]]]:
+    """(dotted path, default, schema) of every property with a `default:`."""
+    for name, prop in (schema.get("properties") or {}).items():
+        here = f"{path}.{name}" if path else name
+        if "default" in prop:
+            yield here, prop["default"], prop
+        yield from _defaults(prop, here)
+
+
+CRD_SPEC_DEFAULTS = {
+    path: value for path, value, prop in _defaults(_spec_schema()) if prop.get("type") != "object"
+}
+
+
+def test_every_crd_default_is_the_python_one() -> None:
+    crd = CRD_SPEC_DEFAULTS
+    assert crd == dict(SPEC_DEFAULTS)
+
+
+@pytest.mark.parametrize("path", sorted(SPEC_DEFAULTS))
+def test_python_default_matches_the_crd(path: str) -> None:
+    assert path in CRD_SPEC_DEFAULTS, f"spec.{path} has a Python default but none in {CRD.name}"
+    crd, python = CRD_SPEC_DEFAULTS[path], SPEC_DEFAULTS[path]
+    assert (type(crd), crd) == (type(python), python), f"spec.{path}: CRD {crd!r} != Python {python!r}"
+
+
+def test_object_defaults_only_make_their_fields_default() -> None:
+    # `default: {}` on an object lets the API server fill in the object's own field defaults.
+    for path, value, prop in _defaults(_spec_schema()):
+        if prop.get("type") == "object":
+            assert value == {}, path
+            assert any(p.startswith(f"{path}.") for p in CRD_SPEC_DEFAULTS), path
+
+
+def test_runspec_and_stage_inputs_take_the_defaults() -> None:
+    spec, inputs = RunSpec(), StageInputs()
+    parsed = RunSpec.parse({"commit": {"sha": "abcdef1"}})
+    by_path = {
+        "model.name": (spec.model_name, inputs.model_name, parsed.model_name),
+        "dataset.rows": (spec.rows, inputs.rows, parsed.rows),
+        "dataset.seed": (spec.seed, inputs.seed, parsed.seed),
+        "dataset.drift": (spec.drift, inputs.drift, parsed.drift),
+        "training.nEstimators": (spec.n_estimators, inputs.n_estimators, parsed.n_estimators),
+        "training.maxDepth": (spec.max_depth, inputs.max_depth, parsed.max_depth),
+        "training.quickSampleFraction": (
+            spec.quick_sample_fraction,
+            inputs.quick_sample_fraction,
+            parsed.quick_sample_fraction,
+        ),
+        "gates.minAuc": (spec.min_auc, inputs.min_auc, parsed.min_auc),
+        "gates.maxAucDrop": (spec.max_auc_drop, inputs.max_auc_drop, parsed.max_auc_drop),
+        "gates.minShadowAgreement": (
+            spec.min_shadow_agreement,
+            inputs.min_shadow_agreement,
+            parsed.min_shadow_agreement,
+        ),
+        "gates.maxPsi": (spec.max_psi, inputs.max_psi, parsed.max_psi),
+        "continueToCD": (spec.continue_to_cd, parsed.continue_to_cd),
+        "autoContinueToCD": (spec.auto_continue_to_cd, parsed.auto_continue_to_cd),
+        "approval.decision": (spec.approval_decision, parsed.approval_decision),
+        "timeouts.stageSeconds": (spec.stage_seconds, parsed.stage_seconds),
+        "timeouts.approvalSeconds": (spec.approval_seconds, parsed.approval_seconds),
+        "retries": (spec.retries, parsed.retries),
+        "cancel": (spec.cancel, parsed.cancel),
+    }
+    assert set(by_path) == set(SPEC_DEFAULTS)
+    for path, values in by_path.items():
+        assert set(values) == {SPEC_DEFAULTS[path]}, path
+    # Every StageInputs field that is a spec value defaults to it (the rest are run facts).
+    assert {f.name for f in fields(StageInputs)} >= {"model_name", "rows", "min_auc", "max_psi"}
