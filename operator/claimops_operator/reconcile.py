@@ -41,7 +41,6 @@ from .serving import (
     ApplyServer,
     CreateRollbackJob,
     ServingDecision,
-    ServingEvent,
     decide_serving,
     rollback_job_name,
 )
@@ -329,5 +328,5 @@ class ServingReconciler:
                 )
                 kopf.append_owner_reference(job, owner=cast(Any, mdep))
                 await asyncio.to_thread(self.gateway.create_job, job)
-            elif isinstance(action, ServingEvent):
+            elif isinstance(action, EmitEvent):
                 kopf.event(cast(Any, mdep), type=action.type, reason=action.reason, message=action.message)
