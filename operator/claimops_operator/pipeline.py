@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Required, TypedDict, cast
 
 from claimops_stages.contract import (
     LOCAL_COMMIT_SHA,
@@ -105,6 +105,24 @@ class StageState(StrEnum):
 
 
 _DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
+
+
+class StageStatus(TypedDict, total=False):
+    """One entry of ``status.stages`` (the CRD's schema of it; mypy checks the keys)."""
+
+    name: Required[str]
+    state: str
+    attempt: int
+    job: str
+    startedAt: str
+    finishedAt: str
+    reason: str
+    message: str
+    metrics: dict[str, float]
+    #: Small string outputs (commit facts, model server role/URL, `<role>-requested`).
+    outputs: dict[str, str]
+    mlflowRunId: str
+    modelVersion: str
 
 
 class EventReason(StrEnum):
@@ -454,11 +472,15 @@ class _Context:
         candidates = [j for j in self.jobs if j.stage == stage and j.attempt >= min_attempt]
         return max(candidates, key=lambda j: j.attempt, default=None)
 
-    def entry(self, name: str) -> dict[str, Any]:
-        for entry in self.status["stages"]:
+    def entry(self, name: str) -> StageStatus:
+        for entry in self.stages:
             if entry["name"] == name:
                 return entry
         raise KeyError(name)
+
+    @property
+    def stages(self) -> list[StageStatus]:
+        return cast(list[StageStatus], self.status["stages"])
 
     def decision(self) -> Decision:
         return Decision(_plain(self.status), self.actions, min(self.requeue) if self.requeue else None)
@@ -541,7 +563,7 @@ def _last_without_serving() -> str | None:
 
 def _advance(ctx: _Context) -> None:
     last_without_serving = None if ctx.serving_enabled else _last_without_serving()
-    for entry in ctx.status["stages"]:
+    for entry in ctx.stages:
         if entry.get("state") in _DONE_STATES:
             continue
         row = stage(entry["name"])
@@ -566,7 +588,7 @@ def _advance(ctx: _Context) -> None:
 # Stage handlers, by kind
 
 
-def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_marker(ctx: _Context, entry: StageStatus) -> Step:
     """The commit: a fact to record, no Job."""
     outputs = {COMMIT_SHA_OUTPUT: ctx.spec.commit_sha}
     if ctx.spec.commit_author:
@@ -574,18 +596,20 @@ def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
     if ctx.spec.commit_message:
         outputs["message"] = ctx.spec.commit_message.splitlines()[0][:200]
     entry.update(
-        state=StageState.SUCCEEDED,
-        startedAt=ctx.stamp,
-        finishedAt=ctx.stamp,
-        reason=Reason.PASSED,
-        message=f"Commit {ctx.spec.commit_sha}",
-        outputs=outputs,
+        {
+            "state": StageState.SUCCEEDED,
+            "startedAt": ctx.stamp,
+            "finishedAt": ctx.stamp,
+            "reason": Reason.PASSED,
+            "message": f"Commit {ctx.spec.commit_sha}",
+            "outputs": outputs,
+        }
     )
     ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']} recorded commit {ctx.spec.commit_sha}")
     return Step.ADVANCE
 
 
-def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_job(ctx: _Context, entry: StageStatus) -> Step:
     """A stage carried out by a batch/v1 Job (one Job per attempt)."""
     row = stage(entry["name"])
     attempt = int(entry.get("attempt") or 1)
@@ -623,12 +647,16 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
     return _job_failed(ctx, entry, observed)
 
 
-def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_gate(ctx: _Context, entry: StageStatus) -> Step:
     """manual-approval: waits for spec.approval.decision."""
     spec = ctx.spec
     if entry.get("state") == StageState.PENDING:
         entry.update(
-            state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.approval.decision"
+            {
+                "state": StageState.WAITING,
+                "startedAt": ctx.stamp,
+                "message": "Waiting for spec.approval.decision",
+            }
         )
         ctx.status["approval"] = {"decision": "Pending"}
         if spec.approval_decision not in ("Approved", "Rejected"):
@@ -653,13 +681,13 @@ def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
     return Step.WAIT
 
 
-def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_deployment(ctx: _Context, entry: StageStatus) -> Step:
     """deploy-staging: apply the staging ModelDeployment, wait until it serves the candidate."""
     version = _candidate_version(ctx, entry)
     if version is None:
         return Step.STOP
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.RUNNING, startedAt=ctx.stamp, attempt=1)
+        entry.update({"state": StageState.RUNNING, "startedAt": ctx.stamp, "attempt": 1})
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: deploying version {version} to staging")
         ctx.condition(
             ConditionType.DEPLOYED,
@@ -673,11 +701,15 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
         return step
     observed = ctx.deployments[role]
     entry.update(
-        state=StageState.SUCCEEDED,
-        finishedAt=ctx.stamp,
-        reason=RunReason.STAGING_READY,
-        message=f"Staging serves version {version}",
-        outputs={k: v for k, v in {"role": role, "version": version, "url": observed.url}.items() if v},
+        {
+            "state": StageState.SUCCEEDED,
+            "finishedAt": ctx.stamp,
+            "reason": RunReason.STAGING_READY,
+            "message": f"Staging serves version {version}",
+            "outputs": {
+                k: v for k, v in {"role": role, "version": version, "url": observed.url}.items() if v
+            },
+        }
     )
     ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
     ctx.condition(
@@ -689,7 +721,7 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
     return Step.ADVANCE
 
 
-def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+def _serve_before(ctx: _Context, entry: StageStatus) -> Step | None:
     """For a Job stage that needs a model server first (shadow-monitor): None once the role
     serves the candidate, else the wait (the stage shows Waiting meanwhile)."""
     role = stage(entry["name"]).serve_before
@@ -699,12 +731,12 @@ def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
     if version is None:
         return Step.STOP
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.WAITING, startedAt=ctx.stamp)
+        entry.update({"state": StageState.WAITING, "startedAt": ctx.stamp})
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: serving version {version} as {role}")
     return _wait_until_serving(ctx, entry, role, version)
 
 
-def _candidate_version(ctx: _Context, entry: dict[str, Any]) -> str | None:
+def _candidate_version(ctx: _Context, entry: StageStatus) -> str | None:
     """The version the candidate stage (full-train) registered; fails the stage when there is none."""
     candidate = recording(Record.CANDIDATE)
     version = ctx.entry(candidate.name).get("modelVersion") if candidate else None
@@ -715,7 +747,7 @@ def _candidate_version(ctx: _Context, entry: dict[str, Any]) -> str | None:
     return str(version)
 
 
-def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version: str) -> Step | None:
+def _wait_until_serving(ctx: _Context, entry: StageStatus, role: str, version: str) -> Step | None:
     """None once the `role` ModelDeployment is Ready on `version`; until then the actions that
     get it there and WAIT, or STOP when the stage's time is up."""
     observed = ctx.deployments.get(role)
@@ -746,7 +778,7 @@ def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version
     return Step.WAIT
 
 
-_HANDLERS: Mapping[StageKind, Callable[[_Context, dict[str, Any]], Step]] = {
+_HANDLERS: Mapping[StageKind, Callable[[_Context, StageStatus], Step]] = {
     StageKind.MARKER: _handle_marker,
     StageKind.JOB: _handle_job,
     StageKind.GATE: _handle_gate,
@@ -763,41 +795,48 @@ def _create_job(ctx: _Context, stage_name: str, attempt: int, name: str) -> Crea
     return CreateJob(stage_name, attempt, name, inputs, ctx.spec.stage_seconds, ctx.spec.stage_image)
 
 
-def _start_job(ctx: _Context, entry: dict[str, Any], attempt: int) -> Step:
+def _start_job(ctx: _Context, entry: StageStatus, attempt: int) -> Step:
     name = job_name(ctx.run.name, entry["name"], attempt)
-    for stale in ("finishedAt", "reason", "message"):
-        entry.pop(stale, None)
-    entry.update(state=StageState.RUNNING, attempt=attempt, job=name, startedAt=ctx.stamp)
+    _clear_outcome(entry)
+    entry.update({"state": StageState.RUNNING, "attempt": attempt, "job": name, "startedAt": ctx.stamp})
     ctx.actions.append(_create_job(ctx, entry["name"], attempt, name))
     ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']} started: Job {name} (attempt {attempt})")
     _show_running(ctx, entry)
     return Step.WAIT
 
 
-def _adopt(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> None:
+def _clear_outcome(entry: StageStatus) -> None:
+    """Forget what an earlier attempt ended with (a new attempt starts)."""
+    entry.pop("finishedAt", None)
+    entry.pop("reason", None)
+    entry.pop("message", None)
+
+
+def _adopt(ctx: _Context, entry: StageStatus, job: ObservedJob) -> None:
     """A Job the status does not know (a status write was lost): take it over, never re-create it."""
-    for stale in ("finishedAt", "reason", "message"):
-        entry.pop(stale, None)
+    _clear_outcome(entry)
     entry.update(
-        state=StageState.RUNNING,
-        attempt=job.attempt,
-        job=job.name,
-        startedAt=format_time(job.started_at or ctx.now),
+        {
+            "state": StageState.RUNNING,
+            "attempt": job.attempt,
+            "job": job.name,
+            "startedAt": format_time(job.started_at or ctx.now),
+        }
     )
     ctx.event(
         EventReason.STAGE_STARTED, f"Stage {entry['name']}: adopted Job {job.name} (attempt {job.attempt})"
     )
 
 
-def _show_running(ctx: _Context, entry: dict[str, Any]) -> None:
+def _show_running(ctx: _Context, entry: StageStatus) -> None:
     entry["state"] = StageState.RUNNING
     message = f"Stage {entry['name']} is running (attempt {entry.get('attempt', 1)})"
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, message)
 
 
-def _job_succeeded(ctx: _Context, entry: dict[str, Any], job: ObservedJob, result: StageResult) -> Step:
+def _job_succeeded(ctx: _Context, entry: StageStatus, job: ObservedJob, result: StageResult) -> Step:
     _copy_result(entry, result)
-    entry.update(state=StageState.SUCCEEDED, finishedAt=format_time(job.finished_at or ctx.now))
+    entry.update({"state": StageState.SUCCEEDED, "finishedAt": format_time(job.finished_at or ctx.now)})
     _record_result(ctx, entry["name"], result)
     ctx.event(
         EventReason.STAGE_SUCCEEDED,
@@ -808,7 +847,7 @@ def _job_succeeded(ctx: _Context, entry: dict[str, Any], job: ObservedJob, resul
     return Step.ADVANCE
 
 
-def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
+def _job_failed(ctx: _Context, entry: StageStatus, job: ObservedJob) -> Step:
     reason, message, retryable = _classify_failure(ctx, job)
     announced = entry.get("reason") == RETRY_BACKOFF  # the StageRetry Event went out already
     if job.result is not None:
@@ -822,7 +861,7 @@ def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
     return Step.STOP
 
 
-def _cannot_start(ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str) -> Step:
+def _cannot_start(ctx: _Context, entry: StageStatus, job: ObservedJob, reason: str, message: str) -> Step:
     """The Job's container will never start (missing image, Secret key, ...): fail the stage
     now, not at the Job's deadline, and without a retry (the next attempt meets the same)."""
     # The pod would keep pulling until the deadline; the status and Events keep the why.
@@ -860,7 +899,7 @@ def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
 
 
 def _retry(
-    ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str, announced: bool
+    ctx: _Context, entry: StageStatus, job: ObservedJob, reason: str, message: str, announced: bool
 ) -> Step:
     backoff = retry_backoff(job.attempt)
     failed_at = job.finished_at or job.started_at or ctx.now
@@ -875,23 +914,27 @@ def _retry(
     if ctx.now >= retry_at:
         return _start_job(ctx, entry, job.attempt + 1)
     entry.update(
-        state=StageState.RUNNING,
-        reason=RETRY_BACKOFF,
-        message=f"Attempt {job.attempt} failed ({reason}: {message}); retrying at {format_time(retry_at)}",
+        {
+            "state": StageState.RUNNING,
+            "reason": RETRY_BACKOFF,
+            "message": f"Attempt {job.attempt} failed ({reason}: {message}); retrying at {format_time(retry_at)}",
+        }
     )
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
     ctx.requeue_in((retry_at - ctx.now).total_seconds())
     return Step.WAIT
 
 
-def _copy_result(entry: dict[str, Any], result: StageResult) -> None:
-    entry.update(reason=result.reason, message=result.message, metrics=dict(result.metrics))
+def _copy_result(entry: StageStatus, result: StageResult) -> None:
+    entry.update({"reason": result.reason, "message": result.message, "metrics": dict(result.metrics)})
     entry["outputs"] = dict(result.outputs)
-    for key, value in (("mlflowRunId", result.mlflow_run_id), ("modelVersion", result.model_version)):
-        if value:
-            entry[key] = value
-        else:
-            entry.pop(key, None)
+    # Only what this attempt reported: an earlier attempt's run id or version must not stay.
+    entry.pop("mlflowRunId", None)
+    entry.pop("modelVersion", None)
+    if result.mlflow_run_id:
+        entry["mlflowRunId"] = result.mlflow_run_id
+    if result.model_version:
+        entry["modelVersion"] = result.model_version
 
 
 # --------------------------------------------------------------------------------------------
@@ -948,11 +991,11 @@ def _closes(name: str, condition: ConditionType) -> bool:
 # Gates
 
 
-def _started(ctx: _Context, entry: Mapping[str, Any]) -> datetime:
+def _started(ctx: _Context, entry: StageStatus) -> datetime:
     return parse_time(entry.get("startedAt")) or ctx.now
 
 
-def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+def _cd_gate(ctx: _Context, entry: StageStatus) -> Step | None:
     """The CI-to-CD gate in front of full-train; None once the run may continue."""
     spec = ctx.spec
     if spec.continue_to_cd or spec.auto_continue_to_cd:
@@ -960,7 +1003,9 @@ def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
         ctx.event(EventReason.GATE_PASSED, f"Continued to CD ({how})")
         return None
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.continueToCD")
+        entry.update(
+            {"state": StageState.WAITING, "startedAt": ctx.stamp, "message": "Waiting for spec.continueToCD"}
+        )
         ctx.event(EventReason.GATE_WAITING, "CI passed; waiting for spec.continueToCD to start CD")
     deadline = _started(ctx, entry) + timedelta(seconds=spec.approval_seconds)
     if ctx.now >= deadline:
@@ -973,12 +1018,14 @@ def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
     return Step.WAIT
 
 
-def _gate_timed_out(ctx: _Context, entry: dict[str, Any], message: str, state: StageState) -> None:
-    entry.update(state=state, finishedAt=ctx.stamp, reason=RunReason.APPROVAL_TIMEOUT, message=message)
+def _gate_timed_out(ctx: _Context, entry: StageStatus, message: str, state: StageState) -> None:
+    entry.update(
+        {"state": state, "finishedAt": ctx.stamp, "reason": RunReason.APPROVAL_TIMEOUT, "message": message}
+    )
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
 
 
-def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _approval_decided(ctx: _Context, entry: StageStatus) -> Step:
     spec = ctx.spec
     approval = {"decision": spec.approval_decision, "by": spec.approval_by, "at": ctx.stamp}
     approval["comment"] = spec.approval_comment
@@ -988,12 +1035,12 @@ def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
     entry["finishedAt"] = ctx.stamp
     if spec.approval_decision == "Approved":
         message = f"Approved{who}{note}"
-        entry.update(state=StageState.SUCCEEDED, reason=RunReason.APPROVED, message=message)
+        entry.update({"state": StageState.SUCCEEDED, "reason": RunReason.APPROVED, "message": message})
         ctx.event(EventReason.GATE_PASSED, message)
         ctx.condition(ConditionType.APPROVED, ConditionStatus.TRUE, RunReason.APPROVED, message)
         return Step.ADVANCE
     message = f"Rejected{who}{note}"
-    entry.update(state=StageState.FAILED, reason=RunReason.REJECTED, message=message)
+    entry.update({"state": StageState.FAILED, "reason": RunReason.REJECTED, "message": message})
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
     ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.REJECTED, message)
     _finish(ctx, RunPhase.REJECTED, RunReason.REJECTED, message, failed=entry["name"])
@@ -1005,13 +1052,15 @@ def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
 
 
 def _stage_failed(
-    ctx: _Context, entry: dict[str, Any], reason: str, message: str, finished_at: datetime | None = None
+    ctx: _Context, entry: StageStatus, reason: str, message: str, finished_at: datetime | None = None
 ) -> None:
     entry.update(
-        state=StageState.FAILED,
-        finishedAt=format_time(finished_at or ctx.now),
-        reason=reason,
-        message=message,
+        {
+            "state": StageState.FAILED,
+            "finishedAt": format_time(finished_at or ctx.now),
+            "reason": reason,
+            "message": message,
+        }
     )
     ctx.event(EventReason.STAGE_FAILED, f"Stage {entry['name']} failed ({reason}): {message}", warning=True)
     owner = _owning_condition(entry["name"])
@@ -1036,9 +1085,9 @@ _FINISH_EVENTS: Mapping[RunPhase, tuple[EventReason, bool]] = {
 
 def _finish(ctx: _Context, phase: RunPhase, reason: str, message: str, failed: str | None = None) -> None:
     """End the run: stages not reached are Skipped, no condition stays Unknown."""
-    for entry in ctx.status["stages"]:
+    for entry in ctx.stages:
         if entry["name"] != failed and entry.get("state") in (StageState.PENDING, StageState.WAITING):
-            entry.update(state=StageState.SKIPPED)
+            entry.update({"state": StageState.SKIPPED})
     gen = ctx.run.generation
     conditions = ctx.status.get("conditions")
     if phase is RunPhase.SUCCEEDED:
@@ -1059,13 +1108,15 @@ def _cancel(ctx: _Context) -> None:
     finished = {j.name for j in ctx.jobs if j.state != "Active"}
     to_delete = [j.name for j in ctx.jobs if j.state == "Active"]
     cancelled = "nothing was running"
-    for entry in ctx.status["stages"]:
+    for entry in ctx.stages:
         state = entry.get("state")
         if state in (StageState.RUNNING, StageState.WAITING):
             job = entry.get("job")
             if state == StageState.RUNNING and job and job not in finished and job not in to_delete:
                 to_delete.append(str(job))
-            entry.update(state=StageState.CANCELLED, finishedAt=ctx.stamp, reason=RunReason.CANCELLED)
+            entry.update(
+                {"state": StageState.CANCELLED, "finishedAt": ctx.stamp, "reason": RunReason.CANCELLED}
+            )
             entry["message"] = "Cancelled by spec.cancel"
             ctx.status["currentStage"] = entry["name"]
             cancelled = f"stage {entry['name']} was cancelled"
