@@ -19,15 +19,6 @@ from claimops_stages.contract import StageInputs, StageKind
 from .errors import NotFound
 
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
-STATE_LABEL = {
-    "Pending": "pending",
-    "Running": "running",
-    "Succeeded": "succeeded",
-    "Failed": "failed",
-    "Skipped": "skipped",
-    "Waiting": "waiting",
-    "Cancelled": "cancelled",
-}
 
 
 def check_stage(name: str) -> str:
