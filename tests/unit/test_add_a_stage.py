@@ -195,3 +195,13 @@ def test_the_ui_dag_draws_the_added_stage(added: Stage) -> None:
 def test_a_row_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         BIAS_CHECK.name = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("kind", [k for k in StageKind if k is not StageKind.JOB])
+def test_the_table_names_the_operator_handler_of_each_kind(kind: StageKind) -> None:
+    # The UI shows the function a row names as "the step's code": it must be the one that runs.
+    from claimops_operator import pipeline
+
+    row = Stage("x", Phase.CI, kind, "X", "x")
+    assert row.module == pipeline.__name__
+    assert pipeline._HANDLERS[kind].__name__ == row.function
