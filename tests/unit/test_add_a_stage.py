@@ -12,26 +12,17 @@ from typing import Any
 
 import pytest
 
+from claimops_operator import pipeline
 from claimops_operator.conditions import get_condition
 from claimops_operator.naming import job_name
-from claimops_operator.pipeline import (
-    ApplyModelDeployment,
-    CreateJob,
-    Decision,
-    EmitEvent,
-    JobState,
-    ObservedDeployment,
-    ObservedJob,
-    RunRef,
-    decide,
-)
+from claimops_operator.pipeline import CreateJob, Decision, JobState, ObservedDeployment, ObservedJob, decide
 from claimops_stages import contract
 from claimops_stages.contract import Phase, ResultStatus, Stage, StageKind, StageResult
 from claimops_stages.runner import build_parser
 from claimops_ui import views
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
-RUN = RunRef(name="demo", namespace="claims", generation=1)
+RUN = pipeline.RunRef(name="demo", namespace="claims", generation=1)
 SPEC: dict[str, Any] = {
     "commit": {"sha": "1a2b3c4d"},
     "continueToCD": True,
@@ -88,7 +79,7 @@ class Cluster:
         self.deployments: dict[str, ObservedDeployment] = {}
         self.failures = failures or {}
         self.created: list[CreateJob] = []
-        self.events: list[EmitEvent] = []
+        self.events: list[pipeline.EmitEvent] = []
         #: Stage states whenever CIPassed was True.
         self.while_ci_passed: list[dict[str, str]] = []
 
@@ -105,10 +96,10 @@ class Cluster:
                 state: JobState = "Succeeded" if result.passed else "Failed"
                 name = job_name(RUN.name, action.stage, action.attempt)
                 self.jobs.append(ObservedJob(action.stage, action.attempt, name, state, result, None, T0, T0))
-            elif isinstance(action, ApplyModelDeployment):
+            elif isinstance(action, pipeline.ApplyModelDeployment):
                 url = f"http://{action.role}.claims:8080"
                 self.deployments[action.role] = ObservedDeployment(action.role, True, action.version, url=url)
-            elif isinstance(action, EmitEvent):
+            elif isinstance(action, pipeline.EmitEvent):
                 self.events.append(action)
         return decision
 
@@ -200,8 +191,6 @@ def test_a_row_is_frozen() -> None:
 @pytest.mark.parametrize("kind", [k for k in StageKind if k is not StageKind.JOB])
 def test_the_table_names_the_operator_handler_of_each_kind(kind: StageKind) -> None:
     # The UI shows the function a row names as "the step's code": it must be the one that runs.
-    from claimops_operator import pipeline
-
     row = Stage("x", Phase.CI, kind, "X", "x")
     assert row.module == pipeline.__name__
     assert pipeline._HANDLERS[kind].__name__ == row.function

@@ -61,39 +61,36 @@ def test_object_defaults_only_make_their_fields_default() -> None:
             assert any(p.startswith(f"{path}.") for p in CRD_SPEC_DEFAULTS), path
 
 
-def test_runspec_and_stage_inputs_take_the_defaults() -> None:
-    spec, inputs = RunSpec(), StageInputs()
+#: spec path -> the RunSpec field (and the StageInputs field of the same name, if any).
+RUNSPEC_FIELDS = {
+    "model.name": "model_name",
+    "dataset.rows": "rows",
+    "dataset.seed": "seed",
+    "dataset.drift": "drift",
+    "training.nEstimators": "n_estimators",
+    "training.maxDepth": "max_depth",
+    "training.quickSampleFraction": "quick_sample_fraction",
+    "gates.minAuc": "min_auc",
+    "gates.maxAucDrop": "max_auc_drop",
+    "gates.minShadowAgreement": "min_shadow_agreement",
+    "gates.maxPsi": "max_psi",
+    "continueToCD": "continue_to_cd",
+    "autoContinueToCD": "auto_continue_to_cd",
+    "approval.decision": "approval_decision",
+    "timeouts.stageSeconds": "stage_seconds",
+    "timeouts.approvalSeconds": "approval_seconds",
+    "retries": "retries",
+    "cancel": "cancel",
+}
+
+
+@pytest.mark.parametrize("path", sorted(RUNSPEC_FIELDS))
+def test_runspec_and_stage_inputs_take_the_defaults(path: str) -> None:
+    assert set(RUNSPEC_FIELDS) == set(SPEC_DEFAULTS)
+    name = RUNSPEC_FIELDS[path]
+    # A spec without the field (the API server did not default it) parses to the default too.
     parsed = RunSpec.parse({"commit": {"sha": "abcdef1"}})
-    by_path = {
-        "model.name": (spec.model_name, inputs.model_name, parsed.model_name),
-        "dataset.rows": (spec.rows, inputs.rows, parsed.rows),
-        "dataset.seed": (spec.seed, inputs.seed, parsed.seed),
-        "dataset.drift": (spec.drift, inputs.drift, parsed.drift),
-        "training.nEstimators": (spec.n_estimators, inputs.n_estimators, parsed.n_estimators),
-        "training.maxDepth": (spec.max_depth, inputs.max_depth, parsed.max_depth),
-        "training.quickSampleFraction": (
-            spec.quick_sample_fraction,
-            inputs.quick_sample_fraction,
-            parsed.quick_sample_fraction,
-        ),
-        "gates.minAuc": (spec.min_auc, inputs.min_auc, parsed.min_auc),
-        "gates.maxAucDrop": (spec.max_auc_drop, inputs.max_auc_drop, parsed.max_auc_drop),
-        "gates.minShadowAgreement": (
-            spec.min_shadow_agreement,
-            inputs.min_shadow_agreement,
-            parsed.min_shadow_agreement,
-        ),
-        "gates.maxPsi": (spec.max_psi, inputs.max_psi, parsed.max_psi),
-        "continueToCD": (spec.continue_to_cd, parsed.continue_to_cd),
-        "autoContinueToCD": (spec.auto_continue_to_cd, parsed.auto_continue_to_cd),
-        "approval.decision": (spec.approval_decision, parsed.approval_decision),
-        "timeouts.stageSeconds": (spec.stage_seconds, parsed.stage_seconds),
-        "timeouts.approvalSeconds": (spec.approval_seconds, parsed.approval_seconds),
-        "retries": (spec.retries, parsed.retries),
-        "cancel": (spec.cancel, parsed.cancel),
-    }
-    assert set(by_path) == set(SPEC_DEFAULTS)
-    for path, values in by_path.items():
-        assert set(values) == {SPEC_DEFAULTS[path]}, path
-    # Every StageInputs field that is a spec value defaults to it (the rest are run facts).
-    assert {f.name for f in fields(StageInputs)} >= {"model_name", "rows", "min_auc", "max_psi"}
+    values = {getattr(RunSpec(), name), getattr(parsed, name)}
+    if name in {f.name for f in fields(StageInputs)}:
+        values.add(getattr(StageInputs(), name))
+    assert values == {SPEC_DEFAULTS[path]}
