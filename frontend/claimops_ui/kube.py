@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kubernetes import client, config, watch
@@ -245,12 +244,6 @@ class KubeLogSource:
 # The gateway
 
 
-@dataclass(frozen=True)
-class FailureDefault:
-    mode: str
-    enabled: bool
-
-
 class KubeGateway:
     def __init__(
         self,
@@ -311,10 +304,6 @@ class KubeGateway:
     def list_deployments(self) -> list[dict[str, Any]]:
         return self.deployments.items()
 
-    def get_deployment(self, name: str) -> dict[str, Any]:
-        found = self.deployments.get(name)
-        return found if found is not None else self._fetch(MODELDEPLOYMENTS, name)
-
     def deployment_for_role(self, role: str) -> dict[str, Any] | None:
         matches = [d for d in self.deployments.items() if (d.get("spec") or {}).get("role") == role]
         return sorted(matches, key=lambda d: d["metadata"]["name"])[0] if matches else None
@@ -347,17 +336,6 @@ class KubeGateway:
             raise translate(exc, f"pods of job {job}") from exc
         items: list[dict[str, Any]] = [self.reader.sanitize_for_serialization(p) for p in pods.items]
         return sorted(items, key=lambda p: p["metadata"].get("creationTimestamp") or "")
-
-    def events_for(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
-        try:
-            events = self.core.list_namespaced_event(
-                self.namespace, field_selector=f"involvedObject.name={name}"
-            )
-        except _API_ERRORS as exc:
-            raise translate(exc, f"events of {name}") from exc
-        items = [self.reader.sanitize_for_serialization(e) for e in events.items]
-        items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
-        return items[-limit:]
 
     def pod_log(self, pod: str) -> str | None:
         try:

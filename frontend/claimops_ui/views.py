@@ -13,31 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claimops_stages.contract import STAGES, STAGES_BY_NAME, StageInputs, StageKind
+from claimops_stages import contract
+from claimops_stages.contract import StageInputs, StageKind
 
 from .errors import NotFound
 
-#: Where each kind of stage's logic lives when no stage function exists (no Job).
-OPERATOR_HANDLERS: Mapping[StageKind, str] = {
-    StageKind.MARKER: "_handle_marker",
-    StageKind.GATE: "_handle_gate",
-    StageKind.DEPLOYMENT: "_handle_deployment",
-}
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
-STATE_LABEL = {
-    "Pending": "pending",
-    "Running": "running",
-    "Succeeded": "succeeded",
-    "Failed": "failed",
-    "Skipped": "skipped",
-    "Waiting": "waiting",
-    "Cancelled": "cancelled",
-}
 
 
 def check_stage(name: str) -> str:
-    if name not in STAGES_BY_NAME:
-        raise NotFound(f"no stage {name!r}; stages: {', '.join(STAGES_BY_NAME)}")
+    if name not in contract.stage_names():
+        raise NotFound(f"no stage {name!r}; stages: {', '.join(contract.stage_names())}")
     return name
 
 
@@ -137,12 +123,13 @@ def dag(run: Mapping[str, Any] | None) -> dict[str, Any]:
     entries = stage_entries(run) if run else {}
     columns: dict[str, int] = {}
     nodes: list[Node] = []
-    for stage in STAGES:
+    for stage in contract.STAGES:
         row = _ROWS[stage.phase.value]
         col = columns.get(stage.phase.value, 0)
         columns[stage.phase.value] = col + 1
         entry = entries.get(stage.name, {})
-        state = "Available" if stage.name == "rollback" else str(entry.get("state") or "Pending")
+        # A stage outside the run (rollback) can be requested at any time.
+        state = str(entry.get("state") or "Pending") if stage.in_run else "Available"
         detail = str(entry.get("reason") or "")
         nodes.append(
             Node(
@@ -157,7 +144,7 @@ def dag(run: Mapping[str, Any] | None) -> dict[str, Any]:
             )
         )
     by_name = {n.name: n for n in nodes}
-    linear = [s.name for s in STAGES if s.name != "rollback"]
+    linear = [s.name for s in contract.run_stages()]
     edges: list[dict[str, Any]] = []
     for a, b in itertools.pairwise(linear):
         na, nb = by_name[a], by_name[b]
@@ -174,15 +161,17 @@ def dag(run: Mapping[str, Any] | None) -> dict[str, Any]:
             x2, y2 = nb.x + NODE_W // 2, nb.y
             mid = (y1 + y2) // 2
             edges.append({"from": a, "to": b, "d": f"M{x1},{y1} L{x1},{mid} L{x2},{mid} L{x2},{y2}"})
-    rb, promote = by_name["rollback"], by_name["promote-production"]
-    edges.append(
-        {
-            "from": "promote-production",
-            "to": "rollback",
-            "dashed": True,
-            "d": f"M{promote.x + NODE_W},{promote.y + NODE_H // 2} L{rb.x},{rb.y + NODE_H // 2}",
-        }
-    )
+    last = by_name[linear[-1]]
+    for side in (s.name for s in contract.STAGES if not s.in_run):
+        rb = by_name[side]  # dashed: an operation on what the run's last stage left in place
+        edges.append(
+            {
+                "from": last.name,
+                "to": side,
+                "dashed": True,
+                "d": f"M{last.x + NODE_W},{last.y + NODE_H // 2} L{rb.x},{rb.y + NODE_H // 2}",
+            }
+        )
     width = _PAD * 2 + (max(columns.values()) - 1) * _COL_W + NODE_W
     height = _PAD * 2 + 2 * _ROW_H + NODE_H
     return {
@@ -213,25 +202,6 @@ def _parsed(module: str) -> tuple[str, ast.Module, Path]:
     return text, ast.parse(text), path
 
 
-def stage_function_names() -> dict[str, str]:
-    """The STAGE_FUNCTIONS registry of claimops_stages.stages: stage name -> function name."""
-    _, tree, _ = _parsed("claimops_stages.stages")
-    for node in tree.body:
-        target = (
-            node.target
-            if isinstance(node, ast.AnnAssign)
-            else (node.targets[0] if isinstance(node, ast.Assign) else None)
-        )
-        value = node.value if isinstance(node, ast.AnnAssign | ast.Assign) else None
-        if isinstance(target, ast.Name) and target.id == "STAGE_FUNCTIONS" and isinstance(value, ast.Dict):
-            return {
-                k.value: v.id
-                for k, v in zip(value.keys, value.values, strict=True)
-                if isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Name)
-            }
-    return {}
-
-
 def _function_source(module: str, function: str) -> dict[str, Any]:
     text, tree, path = _parsed(module)
     for node in tree.body:
@@ -252,18 +222,12 @@ def _function_source(module: str, function: str) -> dict[str, Any]:
 def stage_code(name: str) -> dict[str, Any]:
     """The source of what a stage runs: its stage function, or for a stage without a Job the
     operator's handler for that kind of stage."""
-    stage = STAGES_BY_NAME[check_stage(name)]
-    functions = stage_function_names()
-    if name in functions:
-        found = _function_source("claimops_stages.stages", functions[name])
+    stage = contract.stage(check_stage(name))
+    found = _function_source(stage.module, stage.function)
+    if stage.cli:
         where = "stage Job (python -m claimops_stages " + name + ")"
-    elif stage.kind in OPERATOR_HANDLERS:
-        found = _function_source("claimops_operator.pipeline", OPERATOR_HANDLERS[stage.kind])
-        where = f"operator ({stage.kind.value.lower()} stage: no Job)"
     else:
-        raise NotFound(
-            f"stage {name} has no registered stage function yet (claimops_stages.stages.STAGE_FUNCTIONS)"
-        )
+        where = f"operator ({stage.kind.value.lower()} stage: no Job)"
     return {"name": name, "title": stage.title, "kind": stage.kind.value, "runsIn": where, **found}
 
 
@@ -294,7 +258,7 @@ def _env(container: Mapping[str, Any]) -> list[dict[str, str]]:
 def stage_config(
     name: str, run: Mapping[str, Any] | None = None, job: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    stage = STAGES_BY_NAME[check_stage(name)]
+    stage = contract.stage(check_stage(name))
     result: dict[str, Any] = {
         "name": name,
         "title": stage.title,

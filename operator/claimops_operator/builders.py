@@ -1,8 +1,8 @@
 """Manifests of the children a PipelineRun owns: stage Jobs and ModelDeployments.
 
 Pure functions from plain data to plain dicts (like Tekton's reconciler `resources/`
-package), so they are tested without a cluster. Owner references are added by the handlers
-(`kopf.adopt`).
+package), so they are tested without a cluster. The reconcilers add the owner reference
+(`kopf.append_owner_reference`) before creating a child.
 """
 
 from __future__ import annotations

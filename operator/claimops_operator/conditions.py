@@ -64,6 +64,33 @@ class RunReason(StrEnum):
     NOT_REACHED = "NotReached"  # the run ended before the condition's stage was reached
 
 
+class DeploymentCondition(StrEnum):
+    """Condition types of a ModelDeployment."""
+
+    #: The summary (long-running resource): True while it serves the wanted version.
+    READY = "Ready"
+    PROGRESSING = "Progressing"
+    #: The outcome of the last rollback request: Unknown while the target rolls out.
+    ROLLED_BACK = "RolledBack"
+
+
+class DeploymentReason(StrEnum):
+    """Condition reasons of a ModelDeployment (a model server that cannot start adds the
+    pod's ``claimops_operator.pods.StartFailureReason``; a refused rollback the Job's reason)."""
+
+    SERVING = "Serving"  # Ready=True
+    SCALED_TO_ZERO = "ScaledToZero"
+    ROLLING_OUT = "RollingOut"
+    ROLLOUT_COMPLETE = "RolloutComplete"
+    ROLLOUT_FAILED = "RolloutFailed"
+    IN_PROGRESS = "InProgress"  # RolledBack=Unknown while the rollback Job moves the alias
+    ROLLING_BACK = "RollingBack"  # RolledBack=Unknown while the target rolls out
+    ROLLED_BACK = "RolledBack"
+    SUPERSEDED = "Superseded"  # a new version was asked for before the rollback target served
+    NO_PREVIOUS_VERSION = "NoPreviousVersion"
+    JOB_FAILED = "JobFailed"
+
+
 #: Conditions as read from a status (``None`` when the status has none yet).
 Conditions = Sequence[Mapping[str, Any]] | None
 

@@ -13,7 +13,8 @@ import asyncio
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, cast
 
 import kopf
 from kubernetes import client, config
@@ -39,24 +40,19 @@ from .reconcile import RunReconciler, ServingReconciler
 log = logging.getLogger("claimops.operator")
 
 
-class _Operator:
-    """The process's reconcilers, made at startup (Kopf handlers are module functions)."""
+@dataclass
+class Reconcilers:
+    """The process's reconcilers, made at startup and kept in Kopf's memo."""
 
-    runs: ClassVar[RunReconciler | None] = None
-    serving: ClassVar[ServingReconciler | None] = None
-    background: ClassVar[set[asyncio.Task[None]]] = set()
-
-
-def _runs() -> RunReconciler:
-    if _Operator.runs is None:
-        raise kopf.TemporaryError("the operator is still starting", delay=1)
-    return _Operator.runs
+    runs: RunReconciler
+    serving: ServingReconciler
+    resync: asyncio.Task[None]
 
 
-def _serving() -> ServingReconciler:
-    if _Operator.serving is None:
-        raise kopf.TemporaryError("the operator is still starting", delay=1)
-    return _Operator.serving
+def _of(memo: kopf.Memo) -> Reconcilers:
+    # Kopf runs every startup handler to completion before it starts watching, so each
+    # watch-event handler finds them.
+    return cast(Reconcilers, memo.reconcilers)
 
 
 def _api_client() -> client.ApiClient:
@@ -84,7 +80,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_config = OperatorConfig.from_env()
     # Least privilege: no CRD or namespace scanning, no peering objects, no log-to-Event posting.
     settings.scanning.disabled = True
@@ -100,50 +96,60 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         ThreadPoolExecutor(max_workers=operator_config.max_concurrent_reconciles, thread_name_prefix="k8s")
     )
     gateway = KubernetesGateway(_api_client())
-    _Operator.runs = RunReconciler(gateway, operator_config)
-    _Operator.serving = ServingReconciler(gateway, operator_config)
-    _Operator.background.add(asyncio.get_running_loop().create_task(_Operator.runs.resync_forever()))
+    runs = RunReconciler(gateway, operator_config)
+    resync = asyncio.get_running_loop().create_task(runs.resync_forever())
+    memo.reconcilers = Reconcilers(runs, ServingReconciler(gateway, operator_config), resync)
     log.info("claimops operator started: %s", operator_config)
 
 
 @kopf.on.cleanup()
-async def stop_background(**_: Any) -> None:
-    for task in _Operator.background:
-        task.cancel()
+async def stop_background(memo: kopf.Memo, **_: Any) -> None:
+    if "reconcilers" in memo:  # startup may have failed before making them
+        _of(memo).resync.cancel()
 
 
 @kopf.on.event(GROUP, VERSION, PIPELINERUNS)
-async def pipelinerun_changed(type: str, namespace: str | None, name: str, **_: Any) -> None:
+async def pipelinerun_changed(type: str, namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
     if namespace is None:  # PipelineRuns are namespaced; kopf types this for cluster objects too
         return
     if type == "DELETED":
-        _runs().forget(namespace, name)
+        _of(memo).runs.forget(namespace, name)
         return
-    await _runs().reconcile(namespace, name)
+    await _of(memo).runs.reconcile(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def job_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
-    if namespace is None:
-        return
+async def job_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
+    if namespace is not None:
+        await _owner_changed(_of(memo), namespace, labels)
+
+
+async def _owner_changed(reconcilers: Reconcilers, namespace: str, labels: kopf.Labels) -> None:
+    """A child (Job, pod) changed: reconcile the run or ModelDeployment its labels name."""
     if LABEL_RUN in labels:
-        await _runs().reconcile(namespace, labels[LABEL_RUN])
+        await reconcilers.runs.reconcile(namespace, labels[LABEL_RUN])
     if LABEL_MODEL_DEPLOYMENT in labels:
-        await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
+        await reconcilers.serving.reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
 
 
 @kopf.on.event(GROUP, VERSION, MODELDEPLOYMENTS)
 async def model_deployment_changed(
-    type: str, annotations: kopf.Annotations, namespace: str | None, name: str, **_: Any
+    type: str,
+    annotations: kopf.Annotations,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **_: Any,
 ) -> None:
     if namespace is None:
         return
+    reconcilers = _of(memo)
     if type == "DELETED":
-        _serving().forget(namespace, name)
+        reconcilers.serving.forget(namespace, name)
     else:
-        await _serving().reconcile(namespace, name)
+        await reconcilers.serving.reconcile(namespace, name)
     if REQUESTED_BY_RUN in annotations:  # the run waiting for this role to be Ready
-        await _runs().reconcile(namespace, annotations[REQUESTED_BY_RUN])
+        await reconcilers.runs.reconcile(namespace, annotations[REQUESTED_BY_RUN])
 
 
 @kopf.on.event(
@@ -152,18 +158,16 @@ async def model_deployment_changed(
     "deployments",
     labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_MODEL_DEPLOYMENT: kopf.PRESENT},
 )
-async def model_server_changed(labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+async def model_server_changed(labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any) -> None:
     if namespace is not None:
-        await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
+        await _of(memo).serving.reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def pod_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **_: Any) -> None:
+async def pod_changed(
+    body: kopf.Body, labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     # Job and Deployment events cover pods that run and end; only a container that cannot
     # start (ImagePullBackOff, CreateContainerConfigError, ...) needs the pod itself.
-    if namespace is None or start_failure(first_waiting([body])) is None:
-        return
-    if LABEL_RUN in labels:
-        await _runs().reconcile(namespace, labels[LABEL_RUN])
-    if LABEL_MODEL_DEPLOYMENT in labels:
-        await _serving().reconcile(namespace, labels[LABEL_MODEL_DEPLOYMENT])
+    if namespace is not None and start_failure(first_waiting([body])) is not None:
+        await _owner_changed(_of(memo), namespace, labels)

@@ -5,7 +5,7 @@ observed, and the current time; it returns the whole new status and the actions 
 must carry out (like Tekton's ``pipelinerunstate.go`` / ``dag.go``). Nothing here does I/O or
 imports Kopf or the Kubernetes client.
 
-The linear flow (``LINEAR_STAGES``)::
+The linear flow (``run_stages()`` of the stage table in ``claimops_stages.contract``)::
 
     commit -> ci-tests -> data-validation -> quick-train -> mlflow-log
       -> [CI-to-CD gate: full-train waits for spec.continueToCD / spec.autoContinueToCD]
@@ -35,16 +35,22 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Required, TypedDict, cast
 
 from claimops_stages.contract import (
-    STAGES,
-    STAGES_BY_NAME,
-    Phase,
+    LOCAL_COMMIT_SHA,
+    LOCAL_WINDOW,
+    SPEC_DEFAULTS,
+    Gate,
     Reason,
+    Record,
+    Stage,
     StageInputs,
     StageKind,
     StageResult,
+    recording,
+    run_stages,
+    stage,
 )
 
 from .conditions import (
@@ -101,6 +107,24 @@ class StageState(StrEnum):
 _DONE_STATES = frozenset({StageState.SUCCEEDED, StageState.SKIPPED})
 
 
+class StageStatus(TypedDict, total=False):
+    """One entry of ``status.stages`` (the CRD's schema of it; mypy checks the keys)."""
+
+    name: Required[str]
+    state: str
+    attempt: int
+    job: str
+    startedAt: str
+    finishedAt: str
+    reason: str
+    message: str
+    metrics: dict[str, float]
+    #: Small string outputs (commit facts, model server role/URL, `<role>-requested`).
+    outputs: dict[str, str]
+    mlflowRunId: str
+    modelVersion: str
+
+
 class EventReason(StrEnum):
     """Reasons of the Events :func:`decide` asks for (one per transition)."""
 
@@ -123,33 +147,10 @@ RETRY_BACKOFF = "RetryBackoff"
 #: Job failure reason the Job controller sets when activeDeadlineSeconds ran out.
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 
-#: Stages of a run, in order (``rollback`` is not one: see the module docstring).
-LINEAR_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.name != "rollback")
-#: The Job stage that waits behind the CI-to-CD gate.
-CD_ENTRY_STAGE = "full-train"
-#: The last stage when serving (shadow traffic, promotion) is disabled.
-LAST_STAGE_WITHOUT_SERVING = "deploy-staging"
+#: The role whose model server stands in for the shadow when there is no shadow one.
 STAGING_ROLE = "staging"
 _SERVING_DISABLED_MESSAGE = (
     "The candidate serves in staging; shadow-monitor and promote-production are not available yet"
-)
-
-#: Failures that a retry cannot fix (same data, same seed, same verdict); everything else
-#: (MLflowUnavailable, JobFailed, StageTimeout, TrainingFailed, InternalError) is retried.
-NON_RETRYABLE_REASONS: frozenset[str] = frozenset(
-    {
-        Reason.CI_TESTS_FAILED,
-        Reason.SCHEMA_VALIDATION_FAILED,
-        Reason.DATA_QUALITY_FAILED,
-        Reason.METRIC_REGRESSION,
-        Reason.BELOW_MIN_AUC,
-        Reason.SHADOW_DISAGREEMENT,
-        Reason.DRIFT_DETECTED,
-        Reason.INVALID_INPUT,
-        Reason.NO_PREVIOUS_CHAMPION,
-        # The same pod spec meets the same missing image or Secret key on the next attempt.
-        *START_FAILURE_REASONS,
-    }
 )
 
 RETRY_BASE_SECONDS = 10.0
@@ -157,10 +158,6 @@ RETRY_MAX_SECONDS = 300.0
 #: How often to look at the staging ModelDeployment while waiting for it (safety net: the
 #: handler should also reconcile when the ModelDeployment changes).
 DEPLOYMENT_POLL_SECONDS = 10.0
-#: Job stages that need the candidate served in a role before their Job starts.
-SERVE_BEFORE: Mapping[str, str] = {"shadow-monitor": "shadow"}
-#: Job stages that are done only once the candidate serves in a role after their Job.
-SERVE_AFTER: Mapping[str, str] = {"promote-production": "production"}
 
 # Keys stage results use; the operator copies them into status.evaluation / status.shadow /
 # status.mlflow. The stage code must report exactly these.
@@ -193,7 +190,6 @@ class RunRef:
     name: str
     namespace: str
     generation: int
-    created_at: datetime
 
 
 JobState = Literal["Active", "Succeeded", "Failed"]
@@ -239,6 +235,10 @@ class CreateJob:
     attempt: int
     job_name: str
     inputs: StageInputs
+    #: The Job's activeDeadlineSeconds (spec.timeouts.stageSeconds).
+    deadline_seconds: int
+    #: spec.stageImage; None: the operator's stage image.
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -286,35 +286,40 @@ def _get(section: Mapping[str, Any], key: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def _default(path: str) -> Any:
+    return SPEC_DEFAULTS[path]
+
+
 @dataclass(frozen=True)
 class RunSpec:
     """A PipelineRun's spec with the CRD defaults filled in (missing keys are tolerated)."""
 
-    commit_sha: str = "0000000"
+    commit_sha: str = LOCAL_COMMIT_SHA
     commit_message: str = ""
     commit_author: str = ""
-    model_name: str = "claim-settlement"
-    rows: int = 20000
-    seed: int = 42
-    window: str = "2026-01-01/2026-03-31"
-    drift: str = "none"
-    n_estimators: int = 200
-    max_depth: int = 12
-    quick_sample_fraction: float = 0.2
-    min_auc: float = 0.75
-    max_auc_drop: float = 0.02
-    min_shadow_agreement: float = 0.9
-    max_psi: float = 0.2
-    continue_to_cd: bool = False
-    auto_continue_to_cd: bool = False
-    approval_decision: str = "Pending"
+    model_name: str = _default("model.name")
+    rows: int = _default("dataset.rows")
+    seed: int = _default("dataset.seed")
+    window: str = LOCAL_WINDOW
+    drift: str = _default("dataset.drift")
+    n_estimators: int = _default("training.nEstimators")
+    max_depth: int = _default("training.maxDepth")
+    quick_sample_fraction: float = _default("training.quickSampleFraction")
+    min_auc: float = _default("gates.minAuc")
+    max_auc_drop: float = _default("gates.maxAucDrop")
+    min_shadow_agreement: float = _default("gates.minShadowAgreement")
+    max_psi: float = _default("gates.maxPsi")
+    continue_to_cd: bool = _default("continueToCD")
+    auto_continue_to_cd: bool = _default("autoContinueToCD")
+    approval_decision: str = _default("approval.decision")
     approval_comment: str = ""
     approval_by: str = ""
     failures: tuple[str, ...] = ()
-    stage_seconds: int = 1800
-    approval_seconds: int = 86400
-    retries: int = 1
-    cancel: bool = False
+    stage_seconds: int = _default("timeouts.stageSeconds")
+    approval_seconds: int = _default("timeouts.approvalSeconds")
+    retries: int = _default("retries")
+    cancel: bool = _default("cancel")
+    stage_image: str | None = None
 
     @classmethod
     def parse(cls, spec: Mapping[str, Any]) -> RunSpec:
@@ -326,6 +331,7 @@ class RunSpec:
             _section(spec, "approval"),
         )
         timeouts = _section(spec, "timeouts")
+        image = spec.get("stageImage")
         return cls(
             commit_sha=str(_get(commit, "sha", d.commit_sha)),
             commit_message=str(_get(commit, "message", "")),
@@ -342,8 +348,8 @@ class RunSpec:
             max_auc_drop=float(_get(gates, "maxAucDrop", d.max_auc_drop)),
             min_shadow_agreement=float(_get(gates, "minShadowAgreement", d.min_shadow_agreement)),
             max_psi=float(_get(gates, "maxPsi", d.max_psi)),
-            continue_to_cd=bool(_get(spec, "continueToCD", False)),
-            auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", False)),
+            continue_to_cd=bool(_get(spec, "continueToCD", d.continue_to_cd)),
+            auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", d.auto_continue_to_cd)),
             approval_decision=str(_get(approval, "decision", d.approval_decision)),
             approval_comment=str(_get(approval, "comment", "")),
             approval_by=str(_get(approval, "by", "")),
@@ -351,8 +357,15 @@ class RunSpec:
             stage_seconds=int(_get(timeouts, "stageSeconds", d.stage_seconds)),
             approval_seconds=int(_get(timeouts, "approvalSeconds", d.approval_seconds)),
             retries=int(_get(spec, "retries", d.retries)),
-            cancel=bool(_get(spec, "cancel", False)),
+            cancel=bool(_get(spec, "cancel", d.cancel)),
+            stage_image=str(image) if image else None,
         )
+
+
+def model_name(spec: Mapping[str, Any]) -> str:
+    """The registered model a run trains (the handler lists its ModelDeployments before
+    :func:`decide`)."""
+    return RunSpec.parse(spec).model_name
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,6 +392,7 @@ def stage_inputs(
     stages = {str(e.get("name")): e for e in status.get("stages") or ()}
     production = deployments.get("production")
     shadow = deployments.get("shadow") or deployments.get(STAGING_ROLE)
+    candidate, ci_summary = recording(Record.CANDIDATE), recording(Record.CI_SUMMARY)
     return StageInputs(
         run=run.name,
         commit_sha=s.commit_sha,
@@ -395,8 +409,8 @@ def stage_inputs(
         max_auc_drop=s.max_auc_drop,
         min_shadow_agreement=s.min_shadow_agreement,
         max_psi=s.max_psi,
-        candidate_version=stages.get(CD_ENTRY_STAGE, {}).get("modelVersion"),
-        ci_run_id=stages.get("mlflow-log", {}).get("mlflowRunId"),
+        candidate_version=stages.get(candidate.name, {}).get("modelVersion") if candidate else None,
+        ci_run_id=stages.get(ci_summary.name, {}).get("mlflowRunId") if ci_summary else None,
         production_url=production.url if production else None,
         shadow_url=shadow.url if shadow else None,
         requested_by=s.approval_by or f"PipelineRun/{run.namespace}/{run.name}",
@@ -458,11 +472,15 @@ class _Context:
         candidates = [j for j in self.jobs if j.stage == stage and j.attempt >= min_attempt]
         return max(candidates, key=lambda j: j.attempt, default=None)
 
-    def entry(self, name: str) -> dict[str, Any]:
-        for entry in self.status["stages"]:
+    def entry(self, name: str) -> StageStatus:
+        for entry in self.stages:
             if entry["name"] == name:
                 return entry
         raise KeyError(name)
+
+    @property
+    def stages(self) -> list[StageStatus]:
+        return cast(list[StageStatus], self.status["stages"])
 
     def decision(self) -> Decision:
         return Decision(_plain(self.status), self.actions, min(self.requeue) if self.requeue else None)
@@ -515,7 +533,7 @@ def decide(
 def _initialize(ctx: _Context) -> None:
     ctx.status.update(
         phase=RunPhase.RUNNING,
-        currentStage=LINEAR_STAGES[0],
+        currentStage=run_stages()[0].name,
         startedAt=ctx.stamp,
         stages=[],
         mlflow={"modelName": ctx.spec.model_name},
@@ -528,20 +546,32 @@ def _normalize_stages(ctx: _Context) -> None:
     """Exactly the linear stages, in order, keeping what the status already knew."""
     known = {str(e.get("name")): e for e in ctx.status.get("stages") or ()}
     ctx.status["stages"] = [
-        known.get(name) or {"name": name, "state": StageState.PENDING} for name in LINEAR_STAGES
+        known.get(s.name) or {"name": s.name, "state": StageState.PENDING} for s in run_stages()
     ]
 
 
+def _last_without_serving() -> str | None:
+    """The stage a run ends with when serving (shadow traffic, promotion) is disabled: the one
+    before the first stage that needs it."""
+    last = None
+    for row in run_stages():
+        if row.needs_serving:
+            return last
+        last = row.name
+    return None
+
+
 def _advance(ctx: _Context) -> None:
-    for entry in ctx.status["stages"]:
+    last_without_serving = None if ctx.serving_enabled else _last_without_serving()
+    for entry in ctx.stages:
         if entry.get("state") in _DONE_STATES:
             continue
-        stage = STAGES_BY_NAME[entry["name"]]
-        ctx.status["currentStage"] = stage.name
-        step = _HANDLERS[stage.kind](ctx, entry)
+        row = stage(entry["name"])
+        ctx.status["currentStage"] = row.name
+        step = _HANDLERS[row.kind](ctx, entry)
         if step is not Step.ADVANCE:
             return
-        if stage.name == LAST_STAGE_WITHOUT_SERVING and not ctx.serving_enabled:
+        if row.name == last_without_serving:
             _finish(
                 ctx,
                 RunPhase.SUCCEEDED,
@@ -558,7 +588,7 @@ def _advance(ctx: _Context) -> None:
 # Stage handlers, by kind
 
 
-def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_marker(ctx: _Context, entry: StageStatus) -> Step:
     """The commit: a fact to record, no Job."""
     outputs = {COMMIT_SHA_OUTPUT: ctx.spec.commit_sha}
     if ctx.spec.commit_author:
@@ -566,24 +596,27 @@ def _handle_marker(ctx: _Context, entry: dict[str, Any]) -> Step:
     if ctx.spec.commit_message:
         outputs["message"] = ctx.spec.commit_message.splitlines()[0][:200]
     entry.update(
-        state=StageState.SUCCEEDED,
-        startedAt=ctx.stamp,
-        finishedAt=ctx.stamp,
-        reason=Reason.PASSED,
-        message=f"Commit {ctx.spec.commit_sha}",
-        outputs=outputs,
+        {
+            "state": StageState.SUCCEEDED,
+            "startedAt": ctx.stamp,
+            "finishedAt": ctx.stamp,
+            "reason": Reason.PASSED,
+            "message": f"Commit {ctx.spec.commit_sha}",
+            "outputs": outputs,
+        }
     )
     ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']} recorded commit {ctx.spec.commit_sha}")
     return Step.ADVANCE
 
 
-def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_job(ctx: _Context, entry: StageStatus) -> Step:
     """A stage carried out by a batch/v1 Job (one Job per attempt)."""
+    row = stage(entry["name"])
     attempt = int(entry.get("attempt") or 1)
-    observed = ctx.latest_job(entry["name"], min_attempt=attempt)
+    observed = ctx.latest_job(row.name, min_attempt=attempt)
     if observed is None:
         if entry.get("state") in (StageState.PENDING, StageState.WAITING):
-            if entry["name"] == CD_ENTRY_STAGE and (step := _cd_gate(ctx, entry)) is not None:
+            if row.gate is Gate.CONTINUE_TO_CD and (step := _cd_gate(ctx, entry)) is not None:
                 return step
             if (step := _serve_before(ctx, entry)) is not None:
                 return step
@@ -592,7 +625,7 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
             return _start_job(ctx, entry, attempt + 1)
         # Status says the Job exists but the informer has not shown it (yet): create it again
         # under the same deterministic name; the handler tolerates AlreadyExists.
-        ctx.actions.append(CreateJob(entry["name"], attempt, str(entry["job"]), _inputs(ctx)))
+        ctx.actions.append(_create_job(ctx, entry["name"], attempt, str(entry["job"])))
         _show_running(ctx, entry)
         return Step.WAIT
     if observed.attempt != entry.get("attempt") or observed.name != entry.get("job"):
@@ -604,7 +637,7 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
         return Step.WAIT
     result = observed.result
     if observed.state == "Succeeded" and result is not None and result.passed:
-        if (role := SERVE_AFTER.get(entry["name"])) is not None:
+        if (role := row.serve_after) is not None:
             version = _candidate_version(ctx, entry)
             if version is None:
                 return Step.STOP
@@ -614,12 +647,16 @@ def _handle_job(ctx: _Context, entry: dict[str, Any]) -> Step:
     return _job_failed(ctx, entry, observed)
 
 
-def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_gate(ctx: _Context, entry: StageStatus) -> Step:
     """manual-approval: waits for spec.approval.decision."""
     spec = ctx.spec
     if entry.get("state") == StageState.PENDING:
         entry.update(
-            state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.approval.decision"
+            {
+                "state": StageState.WAITING,
+                "startedAt": ctx.stamp,
+                "message": "Waiting for spec.approval.decision",
+            }
         )
         ctx.status["approval"] = {"decision": "Pending"}
         if spec.approval_decision not in ("Approved", "Rejected"):
@@ -644,13 +681,13 @@ def _handle_gate(ctx: _Context, entry: dict[str, Any]) -> Step:
     return Step.WAIT
 
 
-def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _handle_deployment(ctx: _Context, entry: StageStatus) -> Step:
     """deploy-staging: apply the staging ModelDeployment, wait until it serves the candidate."""
     version = _candidate_version(ctx, entry)
     if version is None:
         return Step.STOP
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.RUNNING, startedAt=ctx.stamp, attempt=1)
+        entry.update({"state": StageState.RUNNING, "startedAt": ctx.stamp, "attempt": 1})
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: deploying version {version} to staging")
         ctx.condition(
             ConditionType.DEPLOYED,
@@ -658,18 +695,21 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
             RunReason.DEPLOYING,
             f"Deploying version {version} to staging",
         )
-    step = _wait_until_serving(ctx, entry, STAGING_ROLE, version)
+    role = stage(entry["name"]).serve_after or STAGING_ROLE
+    step = _wait_until_serving(ctx, entry, role, version)
     if step is not None:
         return step
-    observed = ctx.deployments[STAGING_ROLE]
+    observed = ctx.deployments[role]
     entry.update(
-        state=StageState.SUCCEEDED,
-        finishedAt=ctx.stamp,
-        reason=RunReason.STAGING_READY,
-        message=f"Staging serves version {version}",
-        outputs={
-            k: v for k, v in {"role": STAGING_ROLE, "version": version, "url": observed.url}.items() if v
-        },
+        {
+            "state": StageState.SUCCEEDED,
+            "finishedAt": ctx.stamp,
+            "reason": RunReason.STAGING_READY,
+            "message": f"Staging serves version {version}",
+            "outputs": {
+                k: v for k, v in {"role": role, "version": version, "url": observed.url}.items() if v
+            },
+        }
     )
     ctx.event(EventReason.STAGE_SUCCEEDED, f"Stage {entry['name']}: staging serves version {version}")
     ctx.condition(
@@ -681,33 +721,33 @@ def _handle_deployment(ctx: _Context, entry: dict[str, Any]) -> Step:
     return Step.ADVANCE
 
 
-def _serve_before(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+def _serve_before(ctx: _Context, entry: StageStatus) -> Step | None:
     """For a Job stage that needs a model server first (shadow-monitor): None once the role
     serves the candidate, else the wait (the stage shows Waiting meanwhile)."""
-    role = SERVE_BEFORE.get(entry["name"])
+    role = stage(entry["name"]).serve_before
     if role is None:
         return None
     version = _candidate_version(ctx, entry)
     if version is None:
         return Step.STOP
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.WAITING, startedAt=ctx.stamp)
+        entry.update({"state": StageState.WAITING, "startedAt": ctx.stamp})
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: serving version {version} as {role}")
     return _wait_until_serving(ctx, entry, role, version)
 
 
-def _candidate_version(ctx: _Context, entry: dict[str, Any]) -> str | None:
-    """The version full-train registered; fails the stage when there is none."""
-    version = ctx.entry(CD_ENTRY_STAGE).get("modelVersion")
+def _candidate_version(ctx: _Context, entry: StageStatus) -> str | None:
+    """The version the candidate stage (full-train) registered; fails the stage when there is none."""
+    candidate = recording(Record.CANDIDATE)
+    version = ctx.entry(candidate.name).get("modelVersion") if candidate else None
     if not version:
-        _stage_failed(
-            ctx, entry, Reason.INVALID_INPUT, f"{CD_ENTRY_STAGE} reported no model version to deploy"
-        )
+        producer = candidate.name if candidate else "no stage"
+        _stage_failed(ctx, entry, Reason.INVALID_INPUT, f"{producer} reported no model version to deploy")
         return None
     return str(version)
 
 
-def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version: str) -> Step | None:
+def _wait_until_serving(ctx: _Context, entry: StageStatus, role: str, version: str) -> Step | None:
     """None once the `role` ModelDeployment is Ready on `version`; until then the actions that
     get it there and WAIT, or STOP when the stage's time is up."""
     observed = ctx.deployments.get(role)
@@ -738,7 +778,7 @@ def _wait_until_serving(ctx: _Context, entry: dict[str, Any], role: str, version
     return Step.WAIT
 
 
-_HANDLERS: Mapping[StageKind, Callable[[_Context, dict[str, Any]], Step]] = {
+_HANDLERS: Mapping[StageKind, Callable[[_Context, StageStatus], Step]] = {
     StageKind.MARKER: _handle_marker,
     StageKind.JOB: _handle_job,
     StageKind.GATE: _handle_gate,
@@ -750,56 +790,64 @@ _HANDLERS: Mapping[StageKind, Callable[[_Context, dict[str, Any]], Step]] = {
 # Jobs
 
 
-def _inputs(ctx: _Context) -> StageInputs:
-    return stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+def _create_job(ctx: _Context, stage_name: str, attempt: int, name: str) -> CreateJob:
+    inputs = stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+    return CreateJob(stage_name, attempt, name, inputs, ctx.spec.stage_seconds, ctx.spec.stage_image)
 
 
-def _start_job(ctx: _Context, entry: dict[str, Any], attempt: int) -> Step:
+def _start_job(ctx: _Context, entry: StageStatus, attempt: int) -> Step:
     name = job_name(ctx.run.name, entry["name"], attempt)
-    for stale in ("finishedAt", "reason", "message"):
-        entry.pop(stale, None)
-    entry.update(state=StageState.RUNNING, attempt=attempt, job=name, startedAt=ctx.stamp)
-    ctx.actions.append(CreateJob(entry["name"], attempt, name, _inputs(ctx)))
+    _clear_outcome(entry)
+    entry.update({"state": StageState.RUNNING, "attempt": attempt, "job": name, "startedAt": ctx.stamp})
+    ctx.actions.append(_create_job(ctx, entry["name"], attempt, name))
     ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']} started: Job {name} (attempt {attempt})")
     _show_running(ctx, entry)
     return Step.WAIT
 
 
-def _adopt(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> None:
+def _clear_outcome(entry: StageStatus) -> None:
+    """Forget what an earlier attempt ended with (a new attempt starts)."""
+    entry.pop("finishedAt", None)
+    entry.pop("reason", None)
+    entry.pop("message", None)
+
+
+def _adopt(ctx: _Context, entry: StageStatus, job: ObservedJob) -> None:
     """A Job the status does not know (a status write was lost): take it over, never re-create it."""
-    for stale in ("finishedAt", "reason", "message"):
-        entry.pop(stale, None)
+    _clear_outcome(entry)
     entry.update(
-        state=StageState.RUNNING,
-        attempt=job.attempt,
-        job=job.name,
-        startedAt=format_time(job.started_at or ctx.now),
+        {
+            "state": StageState.RUNNING,
+            "attempt": job.attempt,
+            "job": job.name,
+            "startedAt": format_time(job.started_at or ctx.now),
+        }
     )
     ctx.event(
         EventReason.STAGE_STARTED, f"Stage {entry['name']}: adopted Job {job.name} (attempt {job.attempt})"
     )
 
 
-def _show_running(ctx: _Context, entry: dict[str, Any]) -> None:
+def _show_running(ctx: _Context, entry: StageStatus) -> None:
     entry["state"] = StageState.RUNNING
     message = f"Stage {entry['name']} is running (attempt {entry.get('attempt', 1)})"
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, message)
 
 
-def _job_succeeded(ctx: _Context, entry: dict[str, Any], job: ObservedJob, result: StageResult) -> Step:
+def _job_succeeded(ctx: _Context, entry: StageStatus, job: ObservedJob, result: StageResult) -> Step:
     _copy_result(entry, result)
-    entry.update(state=StageState.SUCCEEDED, finishedAt=format_time(job.finished_at or ctx.now))
+    entry.update({"state": StageState.SUCCEEDED, "finishedAt": format_time(job.finished_at or ctx.now)})
     _record_result(ctx, entry["name"], result)
     ctx.event(
         EventReason.STAGE_SUCCEEDED,
         f"Stage {entry['name']} succeeded: {result.reason} {result.message}".strip(),
     )
-    if entry["name"] == _LAST_CI_STAGE:
+    if _closes(entry["name"], ConditionType.CI_PASSED):
         ctx.condition(ConditionType.CI_PASSED, ConditionStatus.TRUE, RunReason.PASSED, "All CI stages passed")
     return Step.ADVANCE
 
 
-def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
+def _job_failed(ctx: _Context, entry: StageStatus, job: ObservedJob) -> Step:
     reason, message, retryable = _classify_failure(ctx, job)
     announced = entry.get("reason") == RETRY_BACKOFF  # the StageRetry Event went out already
     if job.result is not None:
@@ -813,13 +861,18 @@ def _job_failed(ctx: _Context, entry: dict[str, Any], job: ObservedJob) -> Step:
     return Step.STOP
 
 
-def _cannot_start(ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str) -> Step:
+def _cannot_start(ctx: _Context, entry: StageStatus, job: ObservedJob, reason: str, message: str) -> Step:
     """The Job's container will never start (missing image, Secret key, ...): fail the stage
     now, not at the Job's deadline, and without a retry (the next attempt meets the same)."""
     # The pod would keep pulling until the deadline; the status and Events keep the why.
     ctx.actions.append(DeleteJob(job.name))
     _stage_failed(ctx, entry, reason, f"Job {job.name}: {message}")
     return Step.STOP
+
+
+def _retryable(row: Stage, reason: str) -> bool:
+    # The same pod spec meets the same missing image or Secret key on the next attempt.
+    return reason not in START_FAILURE_REASONS and row.retryable(reason)
 
 
 def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
@@ -835,7 +888,7 @@ def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
         return (
             result.reason,
             result.message or f"Job {job.name} failed",
-            result.reason not in NON_RETRYABLE_REASONS,
+            _retryable(stage(job.stage), result.reason),
         )
     if result is not None:  # the Job failed after its container reported success
         return RunReason.JOB_FAILED, f"Job {job.name} failed ({job.failure_reason or 'unknown reason'})", True
@@ -846,7 +899,7 @@ def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
 
 
 def _retry(
-    ctx: _Context, entry: dict[str, Any], job: ObservedJob, reason: str, message: str, announced: bool
+    ctx: _Context, entry: StageStatus, job: ObservedJob, reason: str, message: str, announced: bool
 ) -> Step:
     backoff = retry_backoff(job.attempt)
     failed_at = job.finished_at or job.started_at or ctx.now
@@ -861,41 +914,46 @@ def _retry(
     if ctx.now >= retry_at:
         return _start_job(ctx, entry, job.attempt + 1)
     entry.update(
-        state=StageState.RUNNING,
-        reason=RETRY_BACKOFF,
-        message=f"Attempt {job.attempt} failed ({reason}: {message}); retrying at {format_time(retry_at)}",
+        {
+            "state": StageState.RUNNING,
+            "reason": RETRY_BACKOFF,
+            "message": f"Attempt {job.attempt} failed ({reason}: {message}); retrying at {format_time(retry_at)}",
+        }
     )
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
     ctx.requeue_in((retry_at - ctx.now).total_seconds())
     return Step.WAIT
 
 
-def _copy_result(entry: dict[str, Any], result: StageResult) -> None:
-    entry.update(reason=result.reason, message=result.message, metrics=dict(result.metrics))
+def _copy_result(entry: StageStatus, result: StageResult) -> None:
+    entry.update({"reason": result.reason, "message": result.message, "metrics": dict(result.metrics)})
     entry["outputs"] = dict(result.outputs)
-    for key, value in (("mlflowRunId", result.mlflow_run_id), ("modelVersion", result.model_version)):
-        if value:
-            entry[key] = value
-        else:
-            entry.pop(key, None)
+    # Only what this attempt reported: an earlier attempt's run id or version must not stay.
+    entry.pop("mlflowRunId", None)
+    entry.pop("modelVersion", None)
+    if result.mlflow_run_id:
+        entry["mlflowRunId"] = result.mlflow_run_id
+    if result.model_version:
+        entry["modelVersion"] = result.model_version
 
 
 # --------------------------------------------------------------------------------------------
 # Stage results -> status.mlflow / status.evaluation / status.shadow
 
 
-def _record_result(ctx: _Context, stage: str, result: StageResult) -> None:
+def _record_result(ctx: _Context, name: str, result: StageResult) -> None:
+    row = stage(name)
     mlflow = ctx.status.setdefault("mlflow", {})
     mlflow.setdefault("modelName", ctx.spec.model_name)
     if result.mlflow_run_id:
-        mlflow.setdefault("runIds", {})[stage] = result.mlflow_run_id
-        if stage == _LAST_CI_STAGE:
+        mlflow.setdefault("runIds", {})[name] = result.mlflow_run_id
+        if row.record is Record.CI_SUMMARY:
             mlflow["ciRunId"] = result.mlflow_run_id
     if result.outputs.get(EXPERIMENT_ID_OUTPUT):
         mlflow["experimentId"] = result.outputs[EXPERIMENT_ID_OUTPUT]
-    if stage == CD_ENTRY_STAGE and result.model_version:
+    if row.record is Record.CANDIDATE and result.model_version:
         mlflow["modelVersion"] = result.model_version
-    recorder = _RESULT_RECORDERS.get(stage)
+    recorder = _RESULT_RECORDERS.get(row.record)
     if recorder is not None:
         recorder(ctx, result)
 
@@ -916,23 +974,28 @@ def _record_shadow(ctx: _Context, result: StageResult) -> None:
     ctx.status["shadow"] = shadow
 
 
-_RESULT_RECORDERS: Mapping[str, Callable[[_Context, StageResult], None]] = {
-    "evaluate-vs-champion": _record_evaluation,
-    "shadow-monitor": _record_shadow,
+#: Records with more than the status.mlflow fields above.
+_RESULT_RECORDERS: Mapping[Record, Callable[[_Context, StageResult], None]] = {
+    Record.EVALUATION: _record_evaluation,
+    Record.SHADOW: _record_shadow,
 }
-_LAST_CI_STAGE = [s.name for s in STAGES if s.phase is Phase.CI][-1]
-_CI_STAGES = frozenset(s.name for s in STAGES if s.phase is Phase.CI)
+
+
+def _closes(name: str, condition: ConditionType) -> bool:
+    """`name` is the run's last stage owning `condition`: its success makes it True."""
+    owners = [s.name for s in run_stages() if s.condition == condition]
+    return bool(owners) and owners[-1] == name
 
 
 # --------------------------------------------------------------------------------------------
 # Gates
 
 
-def _started(ctx: _Context, entry: Mapping[str, Any]) -> datetime:
+def _started(ctx: _Context, entry: StageStatus) -> datetime:
     return parse_time(entry.get("startedAt")) or ctx.now
 
 
-def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
+def _cd_gate(ctx: _Context, entry: StageStatus) -> Step | None:
     """The CI-to-CD gate in front of full-train; None once the run may continue."""
     spec = ctx.spec
     if spec.continue_to_cd or spec.auto_continue_to_cd:
@@ -940,7 +1003,9 @@ def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
         ctx.event(EventReason.GATE_PASSED, f"Continued to CD ({how})")
         return None
     if entry.get("state") == StageState.PENDING:
-        entry.update(state=StageState.WAITING, startedAt=ctx.stamp, message="Waiting for spec.continueToCD")
+        entry.update(
+            {"state": StageState.WAITING, "startedAt": ctx.stamp, "message": "Waiting for spec.continueToCD"}
+        )
         ctx.event(EventReason.GATE_WAITING, "CI passed; waiting for spec.continueToCD to start CD")
     deadline = _started(ctx, entry) + timedelta(seconds=spec.approval_seconds)
     if ctx.now >= deadline:
@@ -953,12 +1018,14 @@ def _cd_gate(ctx: _Context, entry: dict[str, Any]) -> Step | None:
     return Step.WAIT
 
 
-def _gate_timed_out(ctx: _Context, entry: dict[str, Any], message: str, state: StageState) -> None:
-    entry.update(state=state, finishedAt=ctx.stamp, reason=RunReason.APPROVAL_TIMEOUT, message=message)
+def _gate_timed_out(ctx: _Context, entry: StageStatus, message: str, state: StageState) -> None:
+    entry.update(
+        {"state": state, "finishedAt": ctx.stamp, "reason": RunReason.APPROVAL_TIMEOUT, "message": message}
+    )
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
 
 
-def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
+def _approval_decided(ctx: _Context, entry: StageStatus) -> Step:
     spec = ctx.spec
     approval = {"decision": spec.approval_decision, "by": spec.approval_by, "at": ctx.stamp}
     approval["comment"] = spec.approval_comment
@@ -968,12 +1035,12 @@ def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
     entry["finishedAt"] = ctx.stamp
     if spec.approval_decision == "Approved":
         message = f"Approved{who}{note}"
-        entry.update(state=StageState.SUCCEEDED, reason=RunReason.APPROVED, message=message)
+        entry.update({"state": StageState.SUCCEEDED, "reason": RunReason.APPROVED, "message": message})
         ctx.event(EventReason.GATE_PASSED, message)
         ctx.condition(ConditionType.APPROVED, ConditionStatus.TRUE, RunReason.APPROVED, message)
         return Step.ADVANCE
     message = f"Rejected{who}{note}"
-    entry.update(state=StageState.FAILED, reason=RunReason.REJECTED, message=message)
+    entry.update({"state": StageState.FAILED, "reason": RunReason.REJECTED, "message": message})
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
     ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.REJECTED, message)
     _finish(ctx, RunPhase.REJECTED, RunReason.REJECTED, message, failed=entry["name"])
@@ -985,13 +1052,15 @@ def _approval_decided(ctx: _Context, entry: dict[str, Any]) -> Step:
 
 
 def _stage_failed(
-    ctx: _Context, entry: dict[str, Any], reason: str, message: str, finished_at: datetime | None = None
+    ctx: _Context, entry: StageStatus, reason: str, message: str, finished_at: datetime | None = None
 ) -> None:
     entry.update(
-        state=StageState.FAILED,
-        finishedAt=format_time(finished_at or ctx.now),
-        reason=reason,
-        message=message,
+        {
+            "state": StageState.FAILED,
+            "finishedAt": format_time(finished_at or ctx.now),
+            "reason": reason,
+            "message": message,
+        }
     )
     ctx.event(EventReason.STAGE_FAILED, f"Stage {entry['name']} failed ({reason}): {message}", warning=True)
     owner = _owning_condition(entry["name"])
@@ -1000,13 +1069,10 @@ def _stage_failed(
     _finish(ctx, RunPhase.FAILED, reason, f"Stage {entry['name']} failed: {message}", failed=entry["name"])
 
 
-def _owning_condition(stage: str) -> ConditionType | None:
+def _owning_condition(name: str) -> ConditionType | None:
     """The gate condition a stage's failure decides (besides Succeeded)."""
-    if stage in _CI_STAGES:
-        return ConditionType.CI_PASSED
-    if stage == LAST_STAGE_WITHOUT_SERVING:
-        return ConditionType.DEPLOYED
-    return None
+    owned = stage(name).condition
+    return None if owned is None else ConditionType(owned)
 
 
 _FINISH_EVENTS: Mapping[RunPhase, tuple[EventReason, bool]] = {
@@ -1019,9 +1085,9 @@ _FINISH_EVENTS: Mapping[RunPhase, tuple[EventReason, bool]] = {
 
 def _finish(ctx: _Context, phase: RunPhase, reason: str, message: str, failed: str | None = None) -> None:
     """End the run: stages not reached are Skipped, no condition stays Unknown."""
-    for entry in ctx.status["stages"]:
+    for entry in ctx.stages:
         if entry["name"] != failed and entry.get("state") in (StageState.PENDING, StageState.WAITING):
-            entry.update(state=StageState.SKIPPED)
+            entry.update({"state": StageState.SKIPPED})
     gen = ctx.run.generation
     conditions = ctx.status.get("conditions")
     if phase is RunPhase.SUCCEEDED:
@@ -1042,13 +1108,15 @@ def _cancel(ctx: _Context) -> None:
     finished = {j.name for j in ctx.jobs if j.state != "Active"}
     to_delete = [j.name for j in ctx.jobs if j.state == "Active"]
     cancelled = "nothing was running"
-    for entry in ctx.status["stages"]:
+    for entry in ctx.stages:
         state = entry.get("state")
         if state in (StageState.RUNNING, StageState.WAITING):
             job = entry.get("job")
             if state == StageState.RUNNING and job and job not in finished and job not in to_delete:
                 to_delete.append(str(job))
-            entry.update(state=StageState.CANCELLED, finishedAt=ctx.stamp, reason=RunReason.CANCELLED)
+            entry.update(
+                {"state": StageState.CANCELLED, "finishedAt": ctx.stamp, "reason": RunReason.CANCELLED}
+            )
             entry["message"] = "Cancelled by spec.cancel"
             ctx.status["currentStage"] = entry["name"]
             cancelled = f"stage {entry['name']} was cancelled"

@@ -37,12 +37,12 @@ from .pipeline import (
     RunRef,
     decide,
     is_terminal,
+    model_name,
 )
 from .serving import (
     ApplyServer,
     CreateRollbackJob,
     ServingDecision,
-    ServingEvent,
     decide_serving,
     rollback_job_name,
 )
@@ -55,12 +55,6 @@ RESYNC_SECONDS = 60.0
 ERROR_RETRY_SECONDS = 5.0
 
 Key = tuple[str, str]
-
-
-def _parse_time(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 class _Serialized:
@@ -157,13 +151,10 @@ class RunReconciler:
         jobs = await asyncio.to_thread(
             self.gateway.observed_jobs, namespace, name, body["metadata"].get("uid")
         )
-        model_name = (spec.get("model") or {}).get("name", "claim-settlement")
-        deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name)
+        deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]
         decision = decide(
-            RunRef(
-                name, namespace, int(meta.get("generation", 1)), _parse_time(meta.get("creationTimestamp"))
-            ),
+            RunRef(name, namespace, int(meta.get("generation", 1))),
             spec,
             status,
             jobs,
@@ -191,8 +182,6 @@ class RunReconciler:
     async def _carry_out(self, body: dict[str, Any], decision: Decision) -> None:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        timeouts = body.get("spec", {}).get("timeouts") or {}
-        stage_image = body.get("spec", {}).get("stageImage")
         for action in decision.actions:
             if isinstance(action, CreateJob):
                 manifest = builders.stage_job(
@@ -202,9 +191,9 @@ class RunReconciler:
                     attempt=action.attempt,
                     job_name=action.job_name,
                     inputs=action.inputs,
-                    deadline_seconds=int(timeouts.get("stageSeconds", 1800)),
+                    deadline_seconds=action.deadline_seconds,
                     config=self.settings,
-                    image=stage_image,
+                    image=action.image,
                 )
                 kopf.append_owner_reference(manifest, owner=cast(Any, body))  # kopf takes plain dicts
                 created = await asyncio.to_thread(self.gateway.create_job, manifest)
@@ -341,5 +330,5 @@ class ServingReconciler:
                 )
                 kopf.append_owner_reference(job, owner=cast(Any, mdep))
                 await asyncio.to_thread(self.gateway.create_job, job)
-            elif isinstance(action, ServingEvent):
+            elif isinstance(action, EmitEvent):
                 kopf.event(cast(Any, mdep), type=action.type, reason=action.reason, message=action.message)

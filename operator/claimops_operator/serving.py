@@ -19,25 +19,42 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
-from typing import Any, Literal
+from enum import Enum, StrEnum
+from typing import Any
 
 from claimops_stages.api_names import REQUESTED_BY_RUN
 from claimops_stages.contract import StageInputs
 
-from .conditions import format_time, set_condition
-from .pipeline import ObservedJob
+from .conditions import (
+    ConditionStatus,
+    DeploymentCondition,
+    DeploymentReason,
+    format_time,
+    set_condition,
+)
+from .pipeline import EmitEvent, ObservedJob
 from .pods import ContainerWaiting, start_failure
 
-ROLLBACK_STAGE = "rollback"
 #: Roles whose rollback also moves the MLflow `champion` alias (through a Job).
 ALIAS_ROLES = frozenset({"production"})
 MAX_HISTORY = 100
-#: The RolledBack reason while the model server rolls out the rollback target.
-ROLLING_BACK = "RollingBack"
+
+_TRUE, _FALSE, _UNKNOWN = ConditionStatus.TRUE, ConditionStatus.FALSE, ConditionStatus.UNKNOWN
+_READY, _PROGRESSING = DeploymentCondition.READY, DeploymentCondition.PROGRESSING
+_ROLLED_BACK = DeploymentCondition.ROLLED_BACK
+
+
+class ServingEventReason(StrEnum):
+    """Reasons of the Events :func:`decide_serving` asks for (a model server that cannot
+    start adds its start-failure reason, as a Warning)."""
+
+    SERVING = "Serving"
+    ROLLED_BACK = "RolledBack"
+    ROLLBACK_STARTED = "RollbackStarted"
+    ROLLBACK_FAILED = "RollbackFailed"  # Warning
 
 
 @dataclass(frozen=True)
@@ -83,14 +100,9 @@ class CreateRollbackJob:
     inputs: StageInputs
 
 
-@dataclass(frozen=True)
-class ServingEvent:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-ServingAction = ApplyServer | CreateRollbackJob | ServingEvent
+ServingAction = ApplyServer | CreateRollbackJob | EmitEvent
+#: How the decision sets a condition: (type, status, reason, message).
+SetCondition = Callable[[DeploymentCondition, ConditionStatus, str, str], None]
 
 
 @dataclass
@@ -145,9 +157,16 @@ def decide_serving(
     history: list[dict[str, Any]] = status.setdefault("history", [])
     serving = status.get("servingVersion")
 
-    def condition(type_: str, value: str, reason: str, message: str) -> None:
+    def condition(type_: DeploymentCondition, value: ConditionStatus, reason: str, message: str) -> None:
+        # Plain str in the status (it is written as JSON), whatever enum the caller passed.
         status["conditions"] = set_condition(
-            status.get("conditions"), type_, value, reason, message, now=now, generation=generation
+            status.get("conditions"),
+            type_.value,
+            value.value,
+            str(reason),
+            message,
+            now=now,
+            generation=generation,
         )
 
     # 1. Which version should run: the spec's, a rollback's, or the one a rollback left in place.
@@ -159,8 +178,9 @@ def decide_serving(
         # A new version was asked for (the next promotion): the rollback is over.
         status.pop("rolledBackTo", None)
         status.pop("rolledBackFrom", None)
-        if _reason(status, "RolledBack") == ROLLING_BACK:
-            condition("RolledBack", "False", "Superseded", f"version {target.version} was asked for first")
+        if _reason(status, _ROLLED_BACK) == DeploymentReason.ROLLING_BACK:
+            message = f"version {target.version} was asked for first"
+            condition(_ROLLED_BACK, _FALSE, DeploymentReason.SUPERSEDED, message)
 
     request = (spec.get("rollback") or {}).get("requestId")
     if request and request != status.get("observedRollbackRequestId"):
@@ -196,31 +216,32 @@ def decide_serving(
             reason = "Rollback" if version == status.get("rolledBackTo") else "Rollout"
             _record_served(history, str(version), mdep, now, reason=reason)
             status["servingVersion"] = str(version)
-            actions.append(ServingEvent("Normal", "Serving", f"Serving {target.describe()}"))
-        condition("Ready", "True", "Serving", f"{wanted_replicas} replica(s) serving {target.describe()}")
-        condition("Progressing", "False", "RolloutComplete", "The model server is up to date")
+            actions.append(_event(ServingEventReason.SERVING, f"Serving {target.describe()}"))
+        message = f"{wanted_replicas} replica(s) serving {target.describe()}"
+        condition(_READY, _TRUE, DeploymentReason.SERVING, message)
+        condition(_PROGRESSING, _FALSE, DeploymentReason.ROLLOUT_COMPLETE, "The model server is up to date")
     elif settled:
-        condition("Ready", "False", "ScaledToZero", "spec.replicas is 0")
-        condition("Progressing", "False", "RolloutComplete", "Scaled to zero")
+        condition(_READY, _FALSE, DeploymentReason.SCALED_TO_ZERO, "spec.replicas is 0")
+        condition(_PROGRESSING, _FALSE, DeploymentReason.ROLLOUT_COMPLETE, "Scaled to zero")
     elif rollout is not None and (stuck := _stuck(waiting, spec.get("image") or image)) is not None:
         reason, message = stuck
-        if _reason(status, "Ready") != reason:  # one Event when it gets stuck, not one per reconcile
-            actions.append(ServingEvent("Warning", reason, message))
-        condition("Ready", "False", reason, message)
-        condition("Progressing", "False", reason, message)
+        if _reason(status, _READY) != reason:  # one Event when it gets stuck, not one per reconcile
+            actions.append(_event(reason, message, warning=True))
+        condition(_READY, _FALSE, reason, message)
+        condition(_PROGRESSING, _FALSE, reason, message)
     elif rollout is not None and rollout.failure:
-        condition("Ready", "False", "RolloutFailed", rollout.failure)
-        condition("Progressing", "False", "RolloutFailed", rollout.failure)
+        condition(_READY, _FALSE, DeploymentReason.ROLLOUT_FAILED, rollout.failure)
+        condition(_PROGRESSING, _FALSE, DeploymentReason.ROLLOUT_FAILED, rollout.failure)
     else:
         ready = rollout.ready_replicas if rollout else 0
         message = f"Rolling out {target.describe()}: {ready}/{wanted_replicas} replica(s) ready"
-        condition("Ready", "False", "RollingOut", message)
-        condition("Progressing", "True", "RollingOut", message)
-    if settled and _reason(status, "RolledBack") == ROLLING_BACK:
+        condition(_READY, _FALSE, DeploymentReason.ROLLING_OUT, message)
+        condition(_PROGRESSING, _TRUE, DeploymentReason.ROLLING_OUT, message)
+    if settled and _reason(status, _ROLLED_BACK) == DeploymentReason.ROLLING_BACK:
         origin = status.get("rolledBackFrom") or "unknown"
         message = f"Rolled back from version {origin} to version {status.get('rolledBackTo')}"
-        condition("RolledBack", "True", "RolledBack", message)
-        actions.append(ServingEvent("Normal", "RolledBack", message))
+        condition(_ROLLED_BACK, _TRUE, DeploymentReason.ROLLED_BACK, message)
+        actions.append(_event(ServingEventReason.ROLLED_BACK, message))
     return _finish(status, generation, actions)
 
 
@@ -231,6 +252,10 @@ def _stuck(waiting: ContainerWaiting | None, image: str) -> tuple[str, str] | No
         return None
     failure = start_failure(waiting)
     return None if failure is None else (str(failure[0]), failure[1])
+
+
+def _event(reason: str, message: str, *, warning: bool = False) -> EmitEvent:
+    return EmitEvent("Warning" if warning else "Normal", str(reason), message)
 
 
 def _reason(status: Mapping[str, Any], type_: str) -> str | None:
@@ -272,7 +297,7 @@ def _rollback(
     serving: str | None,
     history: list[dict[str, Any]],
     actions: list[ServingAction],
-    condition: Any,
+    condition: SetCondition,
 ) -> Target | _Wait | None:
     """Carry a rollback request on: the new target, WAIT while its Job runs, or None when it
     was refused (the current version keeps serving)."""
@@ -284,8 +309,8 @@ def _rollback(
 
     def refuse(reason: str, message: str) -> Target | None:
         status[done_with] = request
-        condition("RolledBack", "False", reason, message)
-        actions.append(ServingEvent("Warning", "RollbackFailed", message))
+        condition(_ROLLED_BACK, _FALSE, reason, message)
+        actions.append(_event(ServingEventReason.ROLLBACK_FAILED, message, warning=True))
         return None
 
     if role in ALIAS_ROLES:
@@ -298,9 +323,10 @@ def _rollback(
             )
             actions.append(CreateRollbackJob(name, inputs))
             actions.append(
-                ServingEvent("Normal", "RollbackStarted", f"Moving the champion alias back: Job {name}")
+                _event(ServingEventReason.ROLLBACK_STARTED, f"Moving the champion alias back: Job {name}")
             )
-            condition("RolledBack", "Unknown", "InProgress", f"Job {name} moves the champion alias back")
+            message = f"Job {name} moves the champion alias back"
+            condition(_ROLLED_BACK, _UNKNOWN, DeploymentReason.IN_PROGRESS, message)
             return WAIT
         if job.state == "Active":
             failure = start_failure(job.waiting)
@@ -310,7 +336,7 @@ def _rollback(
             return refuse(str(failure[0]), f"rollback Job {name}: {failure[1]}")
         result = job.result
         if job.state != "Succeeded" or result is None or not result.passed or not result.model_version:
-            reason = result.reason if result else "JobFailed"
+            reason = result.reason if result else DeploymentReason.JOB_FAILED
             message = result.message if result and result.message else f"rollback Job {name} failed"
             return refuse(reason, message)
         target_version = str(result.model_version)
@@ -318,7 +344,8 @@ def _rollback(
         target_version = rollback.get("toVersion") or _previous_version(history, serving) or ""
         if not target_version:
             return refuse(
-                "NoPreviousVersion", f"{meta['name']} has served no earlier version to roll back to"
+                DeploymentReason.NO_PREVIOUS_VERSION,
+                f"{meta['name']} has served no earlier version to roll back to",
             )
     status[done_with] = request
     status["rolledBackFrom"] = serving or (spec["model"].get("version") or "")
@@ -326,7 +353,7 @@ def _rollback(
     # True only once the target serves (step 3 of decide_serving): a user's `kubectl wait
     # --for=condition=RolledBack` must not return while the old version still answers.
     message = f"Rolling back from version {serving or 'unknown'} to version {target_version}"
-    condition("RolledBack", "Unknown", ROLLING_BACK, message)
+    condition(_ROLLED_BACK, _UNKNOWN, DeploymentReason.ROLLING_BACK, message)
     if spec["model"].get("alias"):
         # The alias itself moved in MLflow: restart the servers so they resolve it again.
         return Target(version=None, alias=spec["model"]["alias"], restart_token=request)

@@ -43,71 +43,21 @@ class StageKind(StrEnum):
     MARKER = "Marker"  # records a fact (the commit); no Job
 
 
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    phase: Phase
-    kind: StageKind
-    title: str
-    description: str
+class Gate(StrEnum):
+    """A field of the PipelineRun's spec a stage waits for before it starts or decides."""
+
+    CONTINUE_TO_CD = "ContinueToCD"  # spec.continueToCD / spec.autoContinueToCD, then the Job
+    APPROVAL = "Approval"  # spec.approval.decision (a Gate stage: the decision is the stage)
 
 
-#: The seed's twelve stages, in pipeline order. `rollback` is not part of the linear flow:
-#: it can be requested at any time and is carried out on the production ModelDeployment.
-STAGES: tuple[Stage, ...] = (
-    Stage("commit", Phase.CI, StageKind.MARKER, "Commit/PR", "A new commit triggers the pipeline."),
-    Stage("ci-tests", Phase.CI, StageKind.JOB, "CI Tests", "Unit tests and lint of the ML code."),
-    Stage(
-        "data-validation",
-        Phase.CI,
-        StageKind.JOB,
-        "Data Validation",
-        "Schema and quality checks of the training data.",
-    ),
-    Stage("quick-train", Phase.CI, StageKind.JOB, "Quick Train", "Fast training on a sample."),
-    Stage("mlflow-log", Phase.CI, StageKind.JOB, "MLflow Log", "Log the CI summary to MLflow."),
-    Stage(
-        "full-train",
-        Phase.CD,
-        StageKind.JOB,
-        "Full Train",
-        "Train on the full dataset and register a version.",
-    ),
-    Stage(
-        "evaluate-vs-champion",
-        Phase.CD,
-        StageKind.JOB,
-        "Evaluate vs Champion",
-        "Compare the candidate with the champion on a fresh holdout.",
-    ),
-    Stage("manual-approval", Phase.CD, StageKind.GATE, "Manual Approval", "A human approves or rejects."),
-    Stage(
-        "deploy-staging",
-        Phase.DEPLOY,
-        StageKind.DEPLOYMENT,
-        "Deploy Staging",
-        "Serve the candidate in staging.",
-    ),
-    Stage(
-        "shadow-monitor",
-        Phase.DEPLOY,
-        StageKind.JOB,
-        "Shadow Monitor",
-        "Score the same claims with production and the shadow; measure agreement and drift.",
-    ),
-    Stage(
-        "promote-production",
-        Phase.DEPLOY,
-        StageKind.JOB,
-        "Promote Production",
-        "Make the candidate the champion and serve it in production.",
-    ),
-    Stage("rollback", Phase.DEPLOY, StageKind.JOB, "Rollback", "Return to the previous champion (any time)."),
-)
-STAGE_NAMES: tuple[str, ...] = tuple(s.name for s in STAGES)
-STAGES_BY_NAME: Mapping[str, Stage] = {s.name: s for s in STAGES}
-#: Stages whose work is a Job running the stage CLI.
-JOB_STAGES: tuple[str, ...] = tuple(s.name for s in STAGES if s.kind is StageKind.JOB)
+class Record(StrEnum):
+    """Where the operator copies a stage's result, besides the stage's own status entry."""
+
+    NONE = "None"
+    CI_SUMMARY = "CISummary"  # status.mlflow.ciRunId; later stages get it as --ci-run-id
+    CANDIDATE = "Candidate"  # status.mlflow.modelVersion: the version the later stages serve
+    EVALUATION = "Evaluation"  # status.evaluation
+    SHADOW = "Shadow"  # status.shadow
 
 
 class FailureMode(StrEnum):
@@ -151,6 +101,302 @@ FAILURE_REASONS: Mapping[FailureMode, Reason] = {
     FailureMode.MLFLOW_CONNECTION: Reason.MLFLOW_UNAVAILABLE,
     FailureMode.TRAINING_ERROR: Reason.CI_TESTS_FAILED,
 }
+
+#: Failures no stage's retry can fix: the stage's input is wrong and stays wrong.
+ALWAYS_NON_RETRYABLE: frozenset[str] = frozenset({Reason.INVALID_INPUT})
+
+#: Where a stage's code lives (the UI shows it; read with `ast`, never imported there).
+STAGE_MODULE = "claimops_stages.stages"
+OPERATOR_MODULE = "claimops_operator.pipeline"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Everything about one stage: what it is, what its CLI takes and reports, and the
+    operator's rule for it. Adding a stage is adding one of these to :data:`STAGES` (and, for a
+    Job stage, its function in `stages.py`)."""
+
+    name: str
+    phase: Phase
+    kind: StageKind
+    title: str
+    description: str
+    #: Job stages: the StageInputs fields it uses (every stage accepts all of them).
+    arguments: tuple[str, ...] = ()
+    #: `metrics` keys it reports on success (besides `stage_seconds`, which all report).
+    metrics: tuple[str, ...] = ()
+    #: `outputs` keys it reports on success (Job stages all add `experiment_id`).
+    outputs: tuple[str, ...] = ()
+    #: False: not one of a PipelineRun's stages, but an operation requested on its own.
+    in_run: bool = True
+    gate: Gate | None = None
+    #: A Job stage starts only once the candidate serves in this role.
+    serve_before: str | None = None
+    #: The stage is done only once the candidate serves in this role (after its Job, if any).
+    serve_after: str | None = None
+    #: The stage needs model servers for shadow traffic or promotion (operator's serving switch).
+    needs_serving: bool = False
+    record: Record = Record.NONE
+    #: The gate condition (a ConditionType of the operator) its failure sets False; the last
+    #: stage of a run owning it sets it True when it passes.
+    condition: str | None = None
+    #: Reported failures a retry cannot fix (besides ALWAYS_NON_RETRYABLE).
+    non_retryable: frozenset[str] = frozenset()
+    #: The reason reported when the stage function raises unexpectedly.
+    crash_reason: str = Reason.INTERNAL_ERROR
+
+    @property
+    def cli(self) -> bool:
+        """Run by the stage CLI (`python -m claimops_stages <name>`)."""
+        return self.kind is StageKind.JOB
+
+    @property
+    def function(self) -> str:
+        """The name of the function that carries the stage out: in STAGE_MODULE for a Job
+        stage, else the operator's handler for its kind in OPERATOR_MODULE."""
+        if self.cli:
+            return self.name.replace("-", "_")
+        return f"_handle_{self.kind.value.lower()}"
+
+    @property
+    def module(self) -> str:
+        return STAGE_MODULE if self.cli else OPERATOR_MODULE
+
+    def retryable(self, reason: str) -> bool:
+        return reason not in ALWAYS_NON_RETRYABLE and reason not in self.non_retryable
+
+
+_COMMON_INPUTS = ("run", "commit_sha", "model_name", "window", "seed", "failures")
+_TRAINING_METRICS = ("accuracy", "f1", "auc_roc", "precision", "recall")
+_CI = "CIPassed"
+_DEPLOYED = "Deployed"
+
+#: The seed's twelve stages, in pipeline order. `rollback` is not part of the linear flow:
+#: it can be requested at any time and is carried out on the production ModelDeployment.
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "commit",
+        Phase.CI,
+        StageKind.MARKER,
+        "Commit/PR",
+        "A new commit triggers the pipeline.",
+        outputs=("sha", "author", "message"),
+        condition=_CI,
+    ),
+    Stage(
+        "ci-tests",
+        Phase.CI,
+        StageKind.JOB,
+        "CI Tests",
+        "Unit tests and lint of the ML code.",
+        arguments=_COMMON_INPUTS,
+        metrics=("tests", "tests_failed", "lint_errors"),
+        condition=_CI,
+        non_retryable=frozenset({Reason.CI_TESTS_FAILED}),
+    ),
+    Stage(
+        "data-validation",
+        Phase.CI,
+        StageKind.JOB,
+        "Data Validation",
+        "Schema and quality checks of the training data.",
+        arguments=(*_COMMON_INPUTS, "rows"),
+        metrics=("rows", "checks", "checks_failed", "approved_share"),
+        condition=_CI,
+        non_retryable=frozenset({Reason.SCHEMA_VALIDATION_FAILED, Reason.DATA_QUALITY_FAILED}),
+    ),
+    Stage(
+        "quick-train",
+        Phase.CI,
+        StageKind.JOB,
+        "Quick Train",
+        "Fast training on a sample.",
+        arguments=(*_COMMON_INPUTS, "rows", "quick_sample_fraction", "n_estimators", "max_depth"),
+        metrics=_TRAINING_METRICS,
+        outputs=("model_uri",),
+        condition=_CI,
+        crash_reason=Reason.TRAINING_FAILED,
+    ),
+    Stage(
+        "mlflow-log",
+        Phase.CI,
+        StageKind.JOB,
+        "MLflow Log",
+        "Log the CI summary to MLflow.",
+        arguments=(*_COMMON_INPUTS, "rows", "n_estimators", "max_depth"),
+        metrics=tuple(f"ci_{m}" for m in _TRAINING_METRICS),
+        record=Record.CI_SUMMARY,
+        condition=_CI,
+        non_retryable=frozenset({Reason.CI_TESTS_FAILED}),
+    ),
+    Stage(
+        "full-train",
+        Phase.CD,
+        StageKind.JOB,
+        "Full Train",
+        "Train on the full dataset and register a version.",
+        arguments=(*_COMMON_INPUTS, "rows", "n_estimators", "max_depth", "ci_run_id"),
+        metrics=_TRAINING_METRICS,
+        outputs=("model_uri",),  # and model_version: the registered version
+        gate=Gate.CONTINUE_TO_CD,
+        record=Record.CANDIDATE,
+        crash_reason=Reason.TRAINING_FAILED,
+    ),
+    Stage(
+        "evaluate-vs-champion",
+        Phase.CD,
+        StageKind.JOB,
+        "Evaluate vs Champion",
+        "Compare the candidate with the champion on a fresh holdout.",
+        arguments=(*_COMMON_INPUTS, "rows", "candidate_version", "min_auc", "max_auc_drop"),
+        # champion_auc and the delta keys only when a champion exists.
+        metrics=("candidate_auc", "champion_auc", "auc_delta", "auc_delta_ci_low", "auc_delta_ci_high"),
+        outputs=("candidate_version", "champion_version"),
+        record=Record.EVALUATION,
+        non_retryable=frozenset({Reason.METRIC_REGRESSION, Reason.BELOW_MIN_AUC}),
+    ),
+    Stage(
+        "manual-approval",
+        Phase.CD,
+        StageKind.GATE,
+        "Manual Approval",
+        "A human approves or rejects.",
+        gate=Gate.APPROVAL,
+        condition="Approved",
+    ),
+    Stage(
+        "deploy-staging",
+        Phase.DEPLOY,
+        StageKind.DEPLOYMENT,
+        "Deploy Staging",
+        "Serve the candidate in staging.",
+        outputs=("role", "version", "url"),
+        serve_after="staging",
+        condition=_DEPLOYED,
+    ),
+    Stage(
+        "shadow-monitor",
+        Phase.DEPLOY,
+        StageKind.JOB,
+        "Shadow Monitor",
+        "Score the same claims with production and the shadow; measure agreement and drift.",
+        arguments=(
+            *_COMMON_INPUTS,
+            "rows",
+            "drift",
+            "candidate_version",
+            "production_url",
+            "shadow_url",
+            "min_shadow_agreement",
+            "max_psi",
+        ),
+        # agreement, the difference and production's figures only when a production exists.
+        metrics=(
+            "claims",
+            "shadow_p50_ms",
+            "shadow_p99_ms",
+            "shadow_errors",
+            "max_psi",
+            "agreement",
+            "mean_abs_probability_diff",
+            "production_p50_ms",
+            "production_p99_ms",
+            "production_errors",
+        ),
+        outputs=("drifted_features", "shadow_version", "reference_version", "production_version"),
+        serve_before="shadow",
+        needs_serving=True,
+        record=Record.SHADOW,
+        non_retryable=frozenset({Reason.SHADOW_DISAGREEMENT, Reason.DRIFT_DETECTED}),
+    ),
+    Stage(
+        "promote-production",
+        Phase.DEPLOY,
+        StageKind.JOB,
+        "Promote Production",
+        "Make the candidate the champion and serve it in production.",
+        arguments=(*_COMMON_INPUTS, "candidate_version", "requested_by"),
+        outputs=("champion_version", "previous_champion_version"),
+        serve_after="production",
+        needs_serving=True,
+    ),
+    Stage(
+        "rollback",
+        Phase.DEPLOY,
+        StageKind.JOB,
+        "Rollback",
+        "Return to the previous champion (any time).",
+        arguments=(*_COMMON_INPUTS, "requested_by"),
+        outputs=("champion_version", "rolled_back_from_version"),
+        in_run=False,
+        non_retryable=frozenset({Reason.NO_PREVIOUS_CHAMPION}),
+    ),
+)
+
+
+# Views of the table. Functions, not constants, so that whoever reads them sees STAGES as it
+# is now (a test can add a row to it and every consumer follows).
+def stage(name: str) -> Stage:
+    """The stage called `name`; KeyError when there is none."""
+    for s in STAGES:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(s.name for s in STAGES)
+
+
+def run_stages() -> tuple[Stage, ...]:
+    """A PipelineRun's stages, in order."""
+    return tuple(s for s in STAGES if s.in_run)
+
+
+def cli_stages() -> tuple[Stage, ...]:
+    """The stages `python -m claimops_stages <name>` runs."""
+    return tuple(s for s in STAGES if s.cli)
+
+
+def phase_stages(phase: Phase) -> tuple[Stage, ...]:
+    """A PipelineRun's stages of one phase, in order."""
+    return tuple(s for s in run_stages() if s.phase is phase)
+
+
+def recording(record: Record) -> Stage | None:
+    """The run stage whose result goes to `record` (at most one per record)."""
+    return next((s for s in run_stages() if s.record is record), None)
+
+
+# --------------------------------------------------------------------------------------------
+# PipelineRun spec defaults: the one Python source; the CRD in crds/ must say the same
+# (a unit test compares them).
+
+#: spec path (dotted, as in the CRD) -> the CRD's `default:`.
+SPEC_DEFAULTS: Mapping[str, Any] = {
+    "model.name": "claim-settlement",
+    "dataset.rows": 20000,
+    "dataset.seed": 42,
+    "dataset.drift": "none",
+    "training.nEstimators": 200,
+    "training.maxDepth": 12,
+    "training.quickSampleFraction": 0.2,
+    "gates.minAuc": 0.75,
+    "gates.maxAucDrop": 0.02,
+    "gates.minShadowAgreement": 0.9,
+    "gates.maxPsi": 0.2,
+    "continueToCD": False,
+    "autoContinueToCD": False,
+    "approval.decision": "Pending",
+    "timeouts.stageSeconds": 1800,
+    "timeouts.approvalSeconds": 86400,
+    "retries": 1,
+    "cancel": False,
+}
+#: Values a stage run outside a PipelineRun falls back to where the CRD has no default
+#: (spec.commit.sha is required there; spec.dataset.window is optional).
+LOCAL_COMMIT_SHA = "0000000"
+LOCAL_WINDOW = "2026-01-01/2026-03-31"
 
 
 @dataclass
@@ -217,22 +463,22 @@ class StageInputs:
     PipelineRun's spec and earlier stage results; the stage CLI parses them back)."""
 
     run: str = "local"
-    commit_sha: str = "0000000"
-    model_name: str = "claim-settlement"
-    rows: int = 20000
-    seed: int = 42
-    window: str = "2026-01-01/2026-03-31"
-    drift: str = "none"
+    commit_sha: str = LOCAL_COMMIT_SHA
+    model_name: str = SPEC_DEFAULTS["model.name"]
+    rows: int = SPEC_DEFAULTS["dataset.rows"]
+    seed: int = SPEC_DEFAULTS["dataset.seed"]
+    window: str = LOCAL_WINDOW
+    drift: str = SPEC_DEFAULTS["dataset.drift"]
     failures: list[str] = field(default_factory=list)
     # Training hyper-parameters.
-    n_estimators: int = 200
-    max_depth: int = 12
-    quick_sample_fraction: float = 0.2
+    n_estimators: int = SPEC_DEFAULTS["training.nEstimators"]
+    max_depth: int = SPEC_DEFAULTS["training.maxDepth"]
+    quick_sample_fraction: float = SPEC_DEFAULTS["training.quickSampleFraction"]
     # Gates.
-    min_auc: float = 0.75
-    max_auc_drop: float = 0.02
-    min_shadow_agreement: float = 0.9
-    max_psi: float = 0.2
+    min_auc: float = SPEC_DEFAULTS["gates.minAuc"]
+    max_auc_drop: float = SPEC_DEFAULTS["gates.maxAucDrop"]
+    min_shadow_agreement: float = SPEC_DEFAULTS["gates.minShadowAgreement"]
+    max_psi: float = SPEC_DEFAULTS["gates.maxPsi"]
     # Produced by earlier stages.
     candidate_version: str | None = None
     ci_run_id: str | None = None
@@ -299,88 +545,6 @@ def stage_summary() -> list[dict[str, Any]]:
     ]
 
 
-# --------------------------------------------------------------------------------------------
-# What each CLI stage reads and reports (the operator builds Jobs from this; the UI shows it)
-
-#: Environment every stage Job reads. Stages reach artifacts through MLflow's proxy
-#: (`mlflow server --serve-artifacts`), so no object-store credentials go to stage pods.
-STAGE_ENV: Mapping[str, str] = {
-    "MLFLOW_TRACKING_URI": "MLflow tracking server URL (required).",
-    TERMINATION_MESSAGE_PATH_ENV: f"Where to write the result (default {DEFAULT_TERMINATION_MESSAGE_PATH}).",
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "Client retries after the /health probe (default 2).",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "Seconds per MLflow request (default 60).",
-}
-
-_COMMON_INPUTS = ("run", "commit_sha", "model_name", "window", "seed", "failures")
-#: The StageInputs fields each CLI stage uses (every stage accepts all of them).
-STAGE_ARGUMENTS: Mapping[str, tuple[str, ...]] = {
-    "ci-tests": _COMMON_INPUTS,
-    "data-validation": (*_COMMON_INPUTS, "rows"),
-    "quick-train": (*_COMMON_INPUTS, "rows", "quick_sample_fraction", "n_estimators", "max_depth"),
-    "mlflow-log": (*_COMMON_INPUTS, "rows", "n_estimators", "max_depth"),
-    "full-train": (*_COMMON_INPUTS, "rows", "n_estimators", "max_depth", "ci_run_id"),
-    "evaluate-vs-champion": (*_COMMON_INPUTS, "rows", "candidate_version", "min_auc", "max_auc_drop"),
-    "shadow-monitor": (
-        *_COMMON_INPUTS,
-        "rows",
-        "drift",
-        "candidate_version",
-        "production_url",
-        "shadow_url",
-        "min_shadow_agreement",
-        "max_psi",
-    ),
-    "promote-production": (*_COMMON_INPUTS, "candidate_version", "requested_by"),
-    "rollback": (*_COMMON_INPUTS, "requested_by"),
-}
-#: The CLI's stages: `python -m claimops_stages <one of these>`.
-CLI_STAGES: tuple[str, ...] = tuple(STAGE_ARGUMENTS)
-
-#: `metrics` keys each stage reports on success (besides `stage_seconds`, which all report).
-RESULT_METRICS: Mapping[str, tuple[str, ...]] = {
-    "ci-tests": ("tests", "tests_failed", "lint_errors"),
-    "data-validation": ("rows", "checks", "checks_failed", "approved_share"),
-    "quick-train": ("accuracy", "f1", "auc_roc", "precision", "recall"),
-    "mlflow-log": ("ci_accuracy", "ci_f1", "ci_auc_roc", "ci_precision", "ci_recall"),
-    "full-train": ("accuracy", "f1", "auc_roc", "precision", "recall"),
-    # champion_auc and the delta keys only when a champion exists.
-    "evaluate-vs-champion": (
-        "candidate_auc",
-        "champion_auc",
-        "auc_delta",
-        "auc_delta_ci_low",
-        "auc_delta_ci_high",
-    ),
-    # agreement, the difference and production's figures only when a production exists.
-    "shadow-monitor": (
-        "claims",
-        "shadow_p50_ms",
-        "shadow_p99_ms",
-        "shadow_errors",
-        "max_psi",
-        "agreement",
-        "mean_abs_probability_diff",
-        "production_p50_ms",
-        "production_p99_ms",
-        "production_errors",
-    ),
-    "promote-production": (),
-    "rollback": (),
-}
-#: `outputs` keys each stage reports on success (all add `experiment_id`).
-RESULT_OUTPUTS: Mapping[str, tuple[str, ...]] = {
-    "ci-tests": (),
-    "data-validation": (),
-    "quick-train": ("model_uri",),
-    "mlflow-log": (),
-    "full-train": ("model_uri",),  # and model_version: the registered version
-    "evaluate-vs-champion": ("candidate_version", "champion_version"),
-    "shadow-monitor": ("drifted_features", "shadow_version", "reference_version", "production_version"),
-    "promote-production": ("champion_version", "previous_champion_version"),
-    "rollback": ("champion_version", "rolled_back_from_version"),
-}
-
-
 def result_json_schema() -> dict[str, Any]:
     """JSON Schema of the termination message (for the UI and for validating results)."""
     return {
@@ -389,7 +553,7 @@ def result_json_schema() -> dict[str, Any]:
         "type": "object",
         "required": ["stage", "status", "reason"],
         "properties": {
-            "stage": {"type": "string", "enum": list(STAGE_NAMES)},
+            "stage": {"type": "string", "enum": list(stage_names())},
             "status": {"type": "string", "enum": [s.value for s in ResultStatus]},
             "reason": {"type": "string", "description": "CamelCase; one of Reason"},
             "message": {"type": "string"},
@@ -401,7 +565,7 @@ def result_json_schema() -> dict[str, Any]:
     }
 
 
-def stage_source(stage: str) -> str:
+def stage_source(name: str) -> str:
     """The source of the function a CLI stage runs (the UI's "the step's code").
 
     Read from `stages.py` with `ast`, so the UI shows it without importing the ML stack.
@@ -409,12 +573,12 @@ def stage_source(stage: str) -> str:
     import ast
     from pathlib import Path
 
-    if stage not in STAGE_ARGUMENTS:
-        raise KeyError(f"{stage!r} is not a CLI stage")
+    found = stage(name)
+    if not found.cli:
+        raise KeyError(f"{name!r} is not a CLI stage")
     path = Path(__file__).with_name("stages.py")
     text = path.read_text(encoding="utf-8")
-    name = stage.replace("-", "_")
     for node in ast.parse(text).body:
-        if isinstance(node, ast.FunctionDef) and node.name == name:
+        if isinstance(node, ast.FunctionDef) and node.name == found.function:
             return ast.get_source_segment(text, node) or ""
-    raise KeyError(f"no function {name} in {path}")
+    raise KeyError(f"no function {found.function} in {path}")

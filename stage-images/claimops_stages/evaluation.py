@@ -35,7 +35,7 @@ class Comparison:
     bootstrap_samples: int = 0
 
     def metrics(self) -> dict[str, float]:
-        """Result metrics, named as contract.RESULT_METRICS["evaluate-vs-champion"] says."""
+        """Result metrics, named as the evaluate-vs-champion row of contract.STAGES says."""
         named = {
             "candidate_auc": self.candidate_auc,
             "champion_auc": self.champion_auc,

@@ -4,6 +4,7 @@ the termination-message path, and an exit code (0 passed, 1 failed).
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import sys
@@ -13,18 +14,16 @@ from pathlib import Path
 
 from claimops_stages import tracking
 from claimops_stages.contract import (
-    STAGES_BY_NAME,
     FailureMode,
     Reason,
     ResultStatus,
     StageInputs,
     StageResult,
+    cli_stages,
 )
+from claimops_stages.contract import stage as stage_row
 
 log = logging.getLogger("claimops.stages")
-
-#: The reason an unexpected exception in these stages is reported with.
-_UNEXPECTED_REASON = {"quick-train": Reason.TRAINING_FAILED, "full-train": Reason.TRAINING_FAILED}
 
 
 def _capture_logs() -> tuple[io.StringIO, list[logging.Handler]]:
@@ -66,14 +65,14 @@ def _run_in_mlflow(stage: str, inputs: StageInputs, uri: str, buffer: io.StringI
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from claimops_stages.stages import STAGE_FUNCTIONS, StageContext, StageFailure
+    from claimops_stages.stages import StageContext, StageFailure, stage_function
 
     mlflow.set_tracking_uri(uri)
     experiment_id = _ensure_experiment(inputs.model_name)
     tags = {
         "pipeline_run": inputs.run,
         "stage": stage,
-        "phase": STAGES_BY_NAME[stage].phase.value,
+        "phase": stage_row(stage).phase.value,
         "commit_sha": inputs.commit_sha,
         "dataset_window": inputs.window,
         "seed": str(inputs.seed),
@@ -87,14 +86,14 @@ def _run_in_mlflow(stage: str, inputs: StageInputs, uri: str, buffer: io.StringI
                 stage, MlflowClient(uri), experiment_id, run.info.run_id, Path(workdir), log, tags
             )
             try:
-                result = STAGE_FUNCTIONS[stage](inputs, ctx)
+                result = stage_function(stage)(inputs, ctx)
             except StageFailure as failure:
                 result = _failed(stage, failure.reason, failure.message, failure.metrics)
             except Exception as exc:
                 if tracking.is_connection_error(exc):
                     raise
                 log.exception("stage %s raised", stage)
-                reason = _UNEXPECTED_REASON.get(stage, Reason.INTERNAL_ERROR)
+                reason = stage_row(stage).crash_reason
                 result = _failed(stage, reason, f"{type(exc).__name__}: {exc}")
         result.mlflow_run_id = run.info.run_id
         result.outputs.setdefault("experiment_id", experiment_id)
@@ -134,15 +133,16 @@ def run_stage(stage: str, inputs: StageInputs) -> StageResult:
             log.removeHandler(handler)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from claimops_stages.stages import STAGE_FUNCTIONS
-
+def build_parser() -> argparse.ArgumentParser:
+    """`python -m claimops_stages <stage> --flag value ...`: the stages are the contract's."""
     parser = argparse.ArgumentParser(prog="python -m claimops_stages", description=__doc__)
-    parser.add_argument("stage", choices=sorted(STAGE_FUNCTIONS))
+    parser.add_argument("stage", choices=sorted(s.name for s in cli_stages()))
     StageInputs.add_arguments(parser)
-    ns = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
     inputs = StageInputs.from_namespace(ns)
     result = run_stage(ns.stage, inputs)
     try:

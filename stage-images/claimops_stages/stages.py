@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import mlflow
@@ -23,7 +23,17 @@ from mlflow.tracking import MlflowClient
 
 from claimops_stages import evaluation, registry, selfcheck, shadow
 from claimops_stages.claims import generate_claims, labels
-from claimops_stages.contract import FailureMode, Reason, ResultStatus, StageInputs, StageResult
+from claimops_stages.contract import (
+    FailureMode,
+    Phase,
+    Reason,
+    Record,
+    ResultStatus,
+    StageInputs,
+    StageResult,
+    phase_stages,
+)
+from claimops_stages.contract import stage as stage_row
 from claimops_stages.drift import DriftThresholds, compare
 from claimops_stages.training import (
     SHAP_ROWS,
@@ -48,7 +58,6 @@ QUICK_SHAP_ROWS = 200
 #: quick-train's floor: a sanity check that the model learns at all on a small sample. The
 #: run's min-AUC gate belongs to evaluate-vs-champion, on the full model and a fresh holdout.
 QUICK_MIN_AUC = 0.6
-CI_STAGES = ("ci-tests", "data-validation", "quick-train")
 
 
 class StageFailure(Exception):
@@ -181,15 +190,16 @@ def quick_train(inputs: StageInputs, ctx: StageContext) -> StageResult:
 
 
 def mlflow_log(inputs: StageInputs, ctx: StageContext) -> StageResult:
-    # The CI summary: one run that gathers this pipeline run's CI stages.
+    # The CI summary: one run that gathers this pipeline run's CI Job stages before it.
+    ci_stages = [s.name for s in phase_stages(Phase.CI) if s.cli and s.record is not Record.CI_SUMMARY]
     runs = ctx.client.search_runs(
         [ctx.experiment_id], filter_string=f"tags.pipeline_run = '{inputs.run}'", max_results=200
     )
     latest: dict[str, Any] = {}
     for run in sorted(runs, key=lambda r: r.info.start_time):
-        if run.data.tags.get("stage") in CI_STAGES:
+        if run.data.tags.get("stage") in ci_stages:
             latest[run.data.tags["stage"]] = run
-    missing = [s for s in CI_STAGES if s not in latest]
+    missing = [s for s in ci_stages if s not in latest]
     if missing:
         raise StageFailure(
             Reason.INVALID_INPUT, f"no MLflow run of {', '.join(missing)} for pipeline run {inputs.run}"
@@ -387,15 +397,11 @@ def rollback(inputs: StageInputs, ctx: StageContext) -> StageResult:
 
 StageFunction = Callable[[StageInputs, StageContext], StageResult]
 
-#: The CLI's stages (contract names) and the function each runs.
-STAGE_FUNCTIONS: dict[str, StageFunction] = {
-    "ci-tests": ci_tests,
-    "data-validation": data_validation,
-    "quick-train": quick_train,
-    "mlflow-log": mlflow_log,
-    "full-train": full_train,
-    "evaluate-vs-champion": evaluate_vs_champion,
-    "shadow-monitor": shadow_monitor,
-    "promote-production": promote_production,
-    "rollback": rollback,
-}
+
+def stage_function(name: str) -> StageFunction:
+    """The function a CLI stage runs: the one the contract's row names, in this module."""
+    row = stage_row(name)
+    function = globals().get(row.function) if row.cli else None
+    if not callable(function):
+        raise KeyError(f"{name!r} has no stage function {row.function} in {__name__}")
+    return cast(StageFunction, function)

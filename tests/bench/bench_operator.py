@@ -35,13 +35,15 @@ from claimops_stages.api_names import (
     PIPELINE_RUN,
     RESOURCES,
 )
-from claimops_stages.contract import JOB_STAGES, ResultStatus, StageResult
+from claimops_stages.contract import ResultStatus, StageResult, cli_stages
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.node_standin import NodeStandIn
 from tests.harness.operator_process import OperatorProcess
 
 #: The Job stages a run goes through before the approval gate, in order.
-MEASURED = [s for s in JOB_STAGES if s not in ("shadow-monitor", "promote-production", "rollback")]
+MEASURED = [
+    s.name for s in cli_stages() if s.name not in ("shadow-monitor", "promote-production", "rollback")
+]
 
 
 def instant_result(pod: dict[str, Any]) -> tuple[int, str]:

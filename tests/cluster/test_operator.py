@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_STAGE
-from claimops_stages.contract import FAILURE_REASONS, FailureMode
+from claimops_stages.contract import FAILURE_REASONS, FailureMode, Phase, phase_stages
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.mlflow_server import MlflowServer
@@ -27,8 +27,9 @@ from tests.harness.node_standin import NodeStandIn
 pytestmark = pytest.mark.cluster
 
 EXAMPLE = REPO_ROOT / "manifests" / "examples" / "pipelinerun.yaml"
-CI_STAGES = ("commit", "ci-tests", "data-validation", "quick-train", "mlflow-log")
-CD_STAGES = ("full-train", "evaluate-vs-champion")
+#: From the stage table: the CI stages, and the CD stages that run a Job (before the approval).
+CI_STAGES = tuple(s.name for s in phase_stages(Phase.CI))
+CD_STAGES = tuple(s.name for s in phase_stages(Phase.CD) if s.cli)
 
 
 def run_manifest(name: str, **spec: Any) -> dict[str, Any]:

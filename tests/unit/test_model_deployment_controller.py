@@ -11,13 +11,12 @@ import pytest
 
 from claimops_operator import builders
 from claimops_operator.config import OperatorConfig
-from claimops_operator.pipeline import JobState, ObservedJob
+from claimops_operator.pipeline import EmitEvent, JobState, ObservedJob
 from claimops_operator.pods import ContainerWaiting
 from claimops_operator.serving import (
     ApplyServer,
     CreateRollbackJob,
     ObservedRollout,
-    ServingEvent,
     Target,
     decide_serving,
     desired_hash,
@@ -412,7 +411,7 @@ def test_decide_serving(case: Case) -> None:
         assert applied[0].spec_hash == desired_hash(body["spec"], applied[0].target, IMAGE)
     jobs = [a for a in decision.actions if isinstance(a, CreateRollbackJob)]
     assert bool(jobs) == case.rollback_job
-    events = [f"{a.type}/{a.reason}" for a in decision.actions if isinstance(a, ServingEvent)]
+    events = [f"{a.type}/{a.reason}" for a in decision.actions if isinstance(a, EmitEvent)]
     assert events == case.events
     status = decision.status
     assert status["observedGeneration"] == body["metadata"]["generation"]
@@ -446,7 +445,7 @@ def test_a_stuck_model_server_says_which_image_and_why() -> None:
     for type_ in ("Ready", "Progressing"):
         found = next(c for c in decision.status["conditions"] if c["type"] == type_)
         assert (found["status"], found["reason"], found["message"]) == ("False", "ImagePullFailed", expected)
-    assert [(a.type, a.reason, a.message) for a in decision.actions if isinstance(a, ServingEvent)] == [
+    assert [(a.type, a.reason, a.message) for a in decision.actions if isinstance(a, EmitEvent)] == [
         ("Warning", "ImagePullFailed", expected)
     ]
     rolled_back = decide_serving(
@@ -476,7 +475,7 @@ def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:
     # `kubectl wait --for=condition=RolledBack` returns only now that version 1 serves.
     assert cond(first.status, "RolledBack") == ("Unknown", "RollingBack")
     assert cond(second.status, "RolledBack") == ("True", "RolledBack")
-    assert [(a.reason, a.message) for a in second.actions if isinstance(a, ServingEvent)] == [
+    assert [(a.reason, a.message) for a in second.actions if isinstance(a, EmitEvent)] == [
         ("Serving", "Serving version 1"),
         ("RolledBack", "Rolled back from version 2 to version 1"),
     ]

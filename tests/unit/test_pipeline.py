@@ -23,8 +23,6 @@ from claimops_operator.conditions import get_condition
 from claimops_operator.naming import MAX_NAME_LENGTH, job_name
 from claimops_operator.pipeline import (
     EVALUATION_METRICS,
-    LINEAR_STAGES,
-    SERVE_BEFORE,
     Action,
     ApplyModelDeployment,
     CreateJob,
@@ -40,10 +38,10 @@ from claimops_operator.pipeline import (
     stage_inputs,
 )
 from claimops_operator.pods import ContainerWaiting
-from claimops_stages.contract import ResultStatus, StageInputs, StageResult
+from claimops_stages.contract import ResultStatus, StageInputs, StageResult, run_stages, stage
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
-RUN = RunRef(name="demo", namespace="claims", generation=1, created_at=T0)
+RUN = RunRef(name="demo", namespace="claims", generation=1)
 
 BASE_SPEC: dict[str, Any] = yaml.safe_load(
     """
@@ -185,6 +183,7 @@ class World:
     deployments: dict[str, ObservedDeployment]
 
 
+LINEAR_STAGES = [s.name for s in run_stages()]
 _AFTER_CD_GATE = LINEAR_STAGES.index("full-train")
 _AFTER_APPROVAL = LINEAR_STAGES.index("deploy-staging")
 
@@ -214,7 +213,7 @@ def drive(at: str, spec: Mapping[str, Any], serving: bool = True) -> World:
         ):
             return world
         # Stop in a gate's wait, or once a Job stage runs (not while it waits for a model server).
-        waiting_at_gate = current["state"] == "Waiting" and current["name"] not in SERVE_BEFORE
+        waiting_at_gate = current["state"] == "Waiting" and stage(current["name"]).serve_before is None
         if current["name"] == at and (current["state"] == "Running" or waiting_at_gate):
             return world
         for action in decision.actions:
@@ -1109,7 +1108,7 @@ def test_decide_does_not_change_its_inputs() -> None:
 
 def test_finished_run_restamps_a_new_generation_only() -> None:
     world = drive("end", spec_of("{continueToCD: true, approval: {decision: Approved}}"))
-    newer = RunRef(RUN.name, RUN.namespace, 2, RUN.created_at)
+    newer = RunRef(RUN.name, RUN.namespace, 2)
     decision = decide(newer, spec_of("cancel: true"), world.status, world.jobs, world.deployments, T0)
     assert decision.actions == []
     assert decision.status["observedGeneration"] == 2

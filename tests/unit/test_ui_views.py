@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from claimops_stages.contract import STAGE_NAMES, STAGES
+from claimops_stages.contract import STAGES, stage_names
 from claimops_ui import views
 from claimops_ui.errors import NotFound
 
@@ -76,7 +76,7 @@ def test_actions_for(phase: str, spec: dict[str, Any], expected: dict[str, bool]
 def test_dag_draws_all_twelve_stages_with_their_states() -> None:
     graph = views.dag(run("Running"))
     states = {n.name: n.state for n in graph["nodes"]}
-    assert list(states) == list(STAGE_NAMES)
+    assert list(states) == list(stage_names())
     assert states["ci-tests"] == "Succeeded"
     assert states["quick-train"] == "Running"
     assert states["full-train"] == "Pending"
@@ -117,7 +117,7 @@ def test_stage_code_is_the_function_that_runs(stage: str, module: str, function:
 
 
 def test_every_stage_shows_code() -> None:
-    assert sorted(c[0] for c in CODE) == sorted(STAGE_NAMES)
+    assert sorted(c[0] for c in CODE) == sorted(stage_names())
 
 
 def test_unknown_stage_is_not_found() -> None:

@@ -13,8 +13,8 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from claimops_stages import contract
 from claimops_stages.claims import DRIFT_PROFILES
-from claimops_stages.contract import STAGES, STAGES_BY_NAME
 
 from .. import actions, auth, inspector
 from ..actions import RUN_NAME, RollbackRequest, RunRequest
@@ -145,7 +145,7 @@ def run_row(request: Request, name: RunName, svc: Svc) -> HTMLResponse:
 
 def _run_context(svc: Services, name: str, stage: str) -> dict[str, Any]:
     run = svc.kube.get_run(name)
-    if stage not in STAGES_BY_NAME:
+    if stage not in contract.stage_names():
         stage = str((run.get("status") or {}).get("currentStage") or "commit")
     return {
         "run": run_summary(run),
@@ -154,7 +154,7 @@ def _run_context(svc: Services, name: str, stage: str) -> dict[str, Any]:
         "dag": dag(run),
         "actions": actions_for(run),
         "stage": stage,
-        "stages": STAGES,
+        "stages": contract.STAGES,
     }
 
 
@@ -183,7 +183,7 @@ def run_live(
 
 
 def _inspector_ctx(svc: Services, run: dict[str, Any], stage: str, tab: str) -> dict[str, Any]:
-    stage = stage if stage in STAGES_BY_NAME else "commit"
+    stage = stage if stage in contract.stage_names() else "commit"
     tab = tab if tab in TABS else "code"
     data: dict[str, Any] = {}
     error = None
@@ -200,7 +200,7 @@ def _inspector_ctx(svc: Services, run: dict[str, Any], stage: str, tab: str) -> 
         error = exc.detail
     return {
         "stage": stage,
-        "title": STAGES_BY_NAME[stage].title,
+        "title": contract.stage(stage).title,
         "tab": tab,
         "tabs": TABS,
         "data": data,
@@ -323,7 +323,7 @@ async def run_action(
         await run_in_threadpool(actions.decide, svc, user, name, "Rejected", comment)
     else:
         await run_in_threadpool(actions.cancel, svc, user, name)
-    suffix = f"?stage={stage}" if stage in STAGES_BY_NAME else ""
+    suffix = f"?stage={stage}" if stage in contract.stage_names() else ""
     return RedirectResponse(f"/ui/runs/{name}{suffix}", status_code=303)
 
 
