@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import APIRouter, Body, Query
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from claimops_stages.claims import DEFAULT_WINDOW, generate_claims
 
-from ..claims_stream import _records, check_profile
-from ..deps import Services, mutation_user, services
+from ..claims_stream import check_profile
+from ..deps import Svc, User
+from ..views import claims_sample
 
 router = APIRouter(tags=["claims"])
-Svc = Annotated[Services, Depends(services)]
-User = Annotated[str, Depends(mutation_user)]
 Profile = Annotated[str, Query(pattern="^(none|mild|severe)$", description="Drift profile")]
 
 
@@ -30,10 +29,7 @@ def generate(
     profile: Profile = "none",
 ) -> dict[str, Any]:
     frame = generate_claims(rows, seed=seed, window=DEFAULT_WINDOW, drift=check_profile(profile))
-    records = _records(frame)
-    for record, outcome in zip(records, frame["settlement"].astype(str), strict=True):
-        record["settlement"] = outcome
-    return {"rows": rows, "seed": seed, "profile": profile, "claims": records}
+    return claims_sample(frame, rows, seed, profile)
 
 
 @router.get("/claims/stream", summary="State of the live claims stream")
@@ -41,7 +37,10 @@ def stream_status(svc: Svc) -> dict[str, Any]:
     return svc.claims.status()
 
 
-@router.post("/claims/stream/start", summary="Start (or re-profile) the live claims stream")
+@router.post(
+    "/claims/stream/start",
+    summary="Start (or re-profile) the live claims stream",
+)
 async def start(user: User, svc: Svc, req: Annotated[StreamRequest | None, Body()] = None) -> dict[str, Any]:
     return await svc.claims.start((req or StreamRequest()).profile, user)
 
@@ -51,7 +50,10 @@ async def stop(user: User, svc: Svc) -> dict[str, Any]:
     return await svc.claims.stop()
 
 
-@router.get("/claims/drift", summary="Per-feature PSI against the champion's training reference")
+@router.get(
+    "/claims/drift",
+    summary="Per-feature PSI against the champion's training reference",
+)
 async def drift(
     svc: Svc,
     profile: Annotated[str | None, Query(pattern="^(none|mild|severe)$")] = None,

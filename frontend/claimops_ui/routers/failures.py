@@ -4,36 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 
-from claimops_stages.contract import FAILURE_REASONS, FailureMode
-
 from .. import actions
-from ..deps import Services, mutation_user, services
+from ..deps import Svc, User
+from ..views import failure_list
 
 router = APIRouter(tags=["failures"])
-Svc = Annotated[Services, Depends(services)]
-User = Annotated[str, Depends(mutation_user)]
-
-EFFECTS = {
-    FailureMode.SCHEMA_VALIDATION: "data-validation fails on a missing column",
-    FailureMode.METRIC_REGRESSION: "the candidate is worse than the champion and the gate fails",
-    FailureMode.MLFLOW_CONNECTION: "stages cannot reach MLflow",
-    FailureMode.TRAINING_ERROR: "ci-tests fail",
-}
-
-
-def failure_list(defaults: dict[str, bool]) -> list[dict[str, Any]]:
-    return [
-        {
-            "mode": m.value,
-            "enabled": defaults.get(m.value, False),
-            "effect": EFFECTS[m],
-            "reason": FAILURE_REASONS[m].value,
-        }
-        for m in FailureMode
-    ]
 
 
 @router.get("/failures", summary="Failure modes and whether new runs get them")

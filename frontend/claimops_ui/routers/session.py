@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from .. import auth
-from ..deps import Services, services
+from ..deps import Svc
 
 router = APIRouter(tags=["session"])
 
 
-@router.get("/auth/session", summary="The session's user and CSRF token (same-origin pages only)")
-def session(request: Request, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+@router.get(
+    "/auth/session",
+    summary="The session's user and CSRF token (same-origin pages only)",
+)
+def session(request: Request, svc: Svc) -> dict[str, Any]:
     return {
         "user": auth.session_user(request.session),
         "csrfToken": auth.csrf_token(request.session),
