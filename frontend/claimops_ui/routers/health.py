@@ -9,12 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 
 from .. import __version__
 from ..deps import Svc
+from ..schemas import DocumentedRoute, Health
 from ..views import health_view
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=DocumentedRoute)
 
 
-@router.get("/health", summary="Connectivity of the UI's backends")
+@router.get("/health", response_model=Health, summary="Connectivity of the UI's backends")
 async def health(svc: Svc) -> dict[str, Any]:
     kube = svc.kube.health()
     mlflow_ok = await run_in_threadpool(svc.mlflow.health)

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Request
 
 from .. import auth
 from ..deps import Svc
+from ..schemas import DocumentedRoute, SessionInfo
 
-router = APIRouter(tags=["session"])
+router = APIRouter(tags=["session"], route_class=DocumentedRoute)
 
 
 @router.get(
     "/auth/session",
+    response_model=SessionInfo,
     summary="The session's user and CSRF token (same-origin pages only)",
 )
 def session(request: Request, svc: Svc) -> dict[str, Any]:

@@ -26,6 +26,9 @@ LOG_POLL_SECONDS = 1.0
 
 @router.get(
     "/events",
+    response_class=StreamingResponse,
+    # An endless stream: `event: <plural>` lines, each with one JSON change as its data.
+    responses={200: {"content": {"text/event-stream": {}}}},
     summary="Server-Sent Events: every PipelineRun/ModelDeployment change",
 )
 async def events(request: Request, svc: Svc) -> StreamingResponse:
