@@ -7,7 +7,7 @@ import random
 import re
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -22,9 +22,11 @@ from claimops_stages.api_names import (
 from claimops_stages.claims import DRIFT_PROFILES
 from claimops_stages.contract import FailureMode
 
-from .deps import Services
 from .errors import Conflict, InvalidInput, NotFound
 from .views import TERMINAL
+
+if TYPE_CHECKING:  # deps imports RUN_NAME from here
+    from .deps import Services
 
 RUN_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 SHA = r"^[0-9a-f]{7,40}$"

@@ -25,6 +25,7 @@ from .errors import UiError, Unavailable
 from .kube import KubeGateway, LogSource, load_configuration
 from .mlflow_gateway import CHAMPION, MlflowGateway
 from .routers import claims, failures, health, mlflow, pages, pipeline, session, steps, ws
+from .schemas import ErrorBody
 
 log = logging.getLogger("claimops.ui")
 SESSION_COOKIE = "claimops_session"
@@ -35,6 +36,12 @@ DESCRIPTION = """ClaimOps UI API: the seed's REST and WebSocket API, backed by P
 ModelDeployment resources and MLflow. Mutations need a signed-in session and its CSRF token
 (`X-CSRF-Token`, see `/auth/session`); they are made as the signed-in user (Kubernetes
 impersonation). WebSockets: `/ws/logs/{run_id}`, `/ws/claims`."""
+#: Every error the handlers below write has one body; documenting it here (the 4XX range also
+#: replaces FastAPI's default 422 schema, which is not the shape `invalid` answers with).
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorBody, "description": "Refused: invalid input, not signed in, not found, conflict"},
+    503: {"model": ErrorBody, "description": "A backend (Kubernetes API, MLflow) is unavailable"},
+}
 
 
 def _reference_loader(svc_mlflow: MlflowGateway, model: str) -> Reference:
@@ -121,6 +128,7 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        responses=ERROR_RESPONSES,
     )
     app.state.services = svc
     app.add_middleware(

@@ -110,7 +110,8 @@ class Reference:
         return self.frame
 
 
-def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+def claim_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Claims as JSON-ready records: id, date and the model's features, in plain Python types."""
     out = frame[["claim_id", "claim_date", *FEATURES]].copy()
     out["claim_date"] = out["claim_date"].astype(str)
     for name in CATEGORICAL_FEATURES:
@@ -270,7 +271,7 @@ class ClaimsStream:
             self._reset = False
             self.window.clear()
         batch = generate_claims(self.batch_rows, seed=self.seed, window=reference.window, drift=self.profile)
-        records = _records(batch)
+        records = claim_records(batch)
         scores, note, version = self.scorer.score(records)
         self.score_note, self.serving_version = note, version
         for record, score in zip(records, scores, strict=True):

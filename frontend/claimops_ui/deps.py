@@ -1,4 +1,5 @@
-"""Shared dependencies: the services an app instance holds, and the mutation guard."""
+"""Shared dependencies: the services an app instance holds, the mutation guard, and the
+`Annotated` aliases routers declare them (and the common path/query parameters) with."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 
 from . import auth
+from .actions import RUN_NAME
 from .auth import Authenticator
 from .claims_stream import ClaimsStream
 from .config import UiConfig
@@ -118,3 +121,14 @@ async def mutation_user(request: Request) -> str:
         host=request.headers.get("host"),
         auth_enabled=services(request).authenticator.enabled,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# What routers declare (defined once, so every route validates the same way)
+
+#: The app's services.
+Svc = Annotated[Services, Depends(services)]
+#: The user a mutation is made as (refuses requests that fail the mutation guard).
+User = Annotated[str, Depends(mutation_user)]
+#: A PipelineRun name in the path (the CRD limits names to 40 characters).
+RunName = Annotated[str, PathParam(pattern=RUN_NAME, max_length=40, description="PipelineRun name")]

@@ -1,5 +1,6 @@
-"""Pure helpers that turn resources into what pages and the JSON API show: run summaries,
-the DAG layout, stage source code (read with `ast`, never imported) and stage config.
+"""Pure helpers that turn resources into what pages and the JSON API show: run summaries and
+statuses, ModelDeployments, failure toggles, MLflow and claims bodies, the DAG layout, stage
+source code (read with `ast`, never imported) and stage config. Routers fetch, these shape.
 Nothing here does I/O except reading the stage modules' source files."""
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from claimops_stages import contract
-from claimops_stages.contract import StageInputs, StageKind
+import pandas as pd
 
+from claimops_stages import contract
+from claimops_stages.api_names import REQUESTED_BY_RUN
+from claimops_stages.contract import FAILURE_REASONS, FailureMode, StageInputs, StageKind
+
+from .claims_stream import claim_records
 from .errors import NotFound
 
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
@@ -25,6 +30,31 @@ def check_stage(name: str) -> str:
     if name not in contract.stage_names():
         raise NotFound(f"no stage {name!r}; stages: {', '.join(contract.stage_names())}")
     return name
+
+
+# --------------------------------------------------------------------------------------------
+# Health
+
+
+def health_view(
+    kube: Mapping[str, Any],
+    mlflow_ok: bool,
+    *,
+    version: str,
+    namespace: str,
+    mlflow_url: str,
+    read_only: bool,
+) -> dict[str, Any]:
+    """`/health`: degraded while a watch has not synced or failed, or MLflow does not answer."""
+    ok = bool(kube["runsSynced"]) and not kube["errors"] and mlflow_ok
+    return {
+        "status": "ok" if ok else "degraded",
+        "version": version,
+        "namespace": namespace,
+        "kubernetes": dict(kube),
+        "mlflow": {"ok": mlflow_ok, "url": mlflow_url},
+        "readOnly": read_only,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -95,6 +125,124 @@ def actions_for(run: Mapping[str, Any]) -> dict[str, bool]:
         and (spec.get("approval") or {}).get("decision", "Pending") == "Pending",
         "cancel": live,
     }
+
+
+def run_status(run: Mapping[str, Any]) -> dict[str, Any]:
+    """`/pipeline/{run_id}/status` and what every run mutation answers with."""
+    status = run.get("status") or {}
+    return {
+        **run_summary(run),
+        "spec": run.get("spec") or {},
+        "stages": status.get("stages") or [],
+        "conditions": status.get("conditions") or [],
+        "approval": status.get("approval") or {},
+        "evaluation": status.get("evaluation") or {},
+        "shadow": status.get("shadow") or {},
+        "mlflow": status.get("mlflow") or {},
+        "actions": actions_for(run),
+    }
+
+
+def run_page_context(run: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The run page's context: the stage asked for, else the run's current stage."""
+    if stage not in contract.stage_names():
+        stage = str((run.get("status") or {}).get("currentStage") or "commit")
+    return {
+        "run": run_summary(run),
+        "spec": run.get("spec") or {},
+        "status": run.get("status") or {},
+        "dag": dag(run),
+        "actions": actions_for(run),
+        "stage": stage,
+        "stages": contract.STAGES,
+    }
+
+
+def rollback_result(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    return {"name": deployment["metadata"]["name"], "rollback": deployment["spec"].get("rollback", {})}
+
+
+# --------------------------------------------------------------------------------------------
+# ModelDeployments
+
+_ROLE_ORDER = {"staging": 0, "shadow": 1, "production": 2}
+
+
+def deployment_view(d: Mapping[str, Any]) -> dict[str, Any]:
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    model = spec.get("model") or {}
+    ready = condition(d, "Ready")
+    return {
+        "name": d["metadata"]["name"],
+        "role": spec.get("role"),
+        "model": model.get("name"),
+        "requestedVersion": model.get("version") or model.get("alias"),
+        "servingVersion": status.get("servingVersion"),
+        "ready": ready.get("status") == "True",
+        "readyReason": ready.get("reason", ""),
+        "readyMessage": ready.get("message", ""),
+        "readyReplicas": status.get("readyReplicas", 0),
+        "replicas": spec.get("replicas", 1),
+        "url": status.get("url"),
+        "history": status.get("history") or [],
+        "rolledBackFrom": status.get("rolledBackFrom"),
+        "rollback": spec.get("rollback"),
+        "rolledBack": condition(d, "RolledBack"),
+        "pipelineRun": (d["metadata"].get("annotations") or {}).get(REQUESTED_BY_RUN),
+    }
+
+
+def deployment_list(deployments: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """In pipeline order (staging, shadow, production), then by name."""
+    views = [deployment_view(d) for d in deployments]
+    return sorted(views, key=lambda v: (_ROLE_ORDER.get(str(v["role"]), 9), v["name"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Failure toggles
+
+#: What each failure mode does to a run (the seed's failure table).
+FAILURE_EFFECTS: Mapping[FailureMode, str] = {
+    FailureMode.SCHEMA_VALIDATION: "data-validation fails on a missing column",
+    FailureMode.METRIC_REGRESSION: "the candidate is worse than the champion and the gate fails",
+    FailureMode.MLFLOW_CONNECTION: "stages cannot reach MLflow",
+    FailureMode.TRAINING_ERROR: "ci-tests fail",
+}
+
+
+def failure_list(defaults: Mapping[str, bool]) -> list[dict[str, Any]]:
+    """Every failure mode and whether new runs get it (the ConfigMap's defaults)."""
+    return [
+        {
+            "mode": m.value,
+            "enabled": defaults.get(m.value, False),
+            "effect": FAILURE_EFFECTS[m],
+            "reason": FAILURE_REASONS[m].value,
+        }
+        for m in FailureMode
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# MLflow and claims
+
+
+def champion_view(
+    model: str, champion: dict[str, Any] | None, challenger: dict[str, Any] | None, mlflow_ui: str
+) -> dict[str, Any]:
+    return {"model": model, "champion": champion, "challenger": challenger, "mlflowUi": mlflow_ui}
+
+
+def mlflow_run_detail(run: Mapping[str, Any], artifacts: list[dict[str, Any]], link: str) -> dict[str, Any]:
+    return {**run, "artifacts": artifacts, "link": link}
+
+
+def claims_sample(frame: pd.DataFrame, rows: int, seed: int, profile: str) -> dict[str, Any]:
+    """Generated claims with the generator's own outcome (the live stream's have scores instead)."""
+    records = claim_records(frame)
+    for record, outcome in zip(records, frame["settlement"].astype(str), strict=True):
+        record["settlement"] = outcome
+    return {"rows": rows, "seed": seed, "profile": profile, "claims": records}
 
 
 # --------------------------------------------------------------------------------------------

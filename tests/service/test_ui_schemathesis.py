@@ -1,4 +1,5 @@
-"""schemathesis against the UI's /openapi.json: no generated input gets a 5xx.
+"""schemathesis against the UI's /openapi.json: no generated input gets a 5xx, and every
+response (success or error) matches the schema the OpenAPI document gives for it.
 
 The UI runs against real backends (the test control plane with the CRDs, a real `mlflow
 server`) as a signed-in user with a valid CSRF token, so mutations get past the guard and reach
@@ -15,7 +16,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, response_schema_conformance
 
 from tests.harness.control_plane import ControlPlane
 from tests.harness.mlflow_server import MlflowServer
@@ -82,7 +83,7 @@ def test_no_server_errors(ui: UiServer, signed_in: dict[str, Any]) -> None:
             response = case.call(
                 base_url=ui.url, headers=signed_in["headers"], cookies=signed_in["cookies"], timeout=30
             )
-            case.validate_response(response, checks=[not_a_server_error])
+            case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
 
         try:
             fuzz()

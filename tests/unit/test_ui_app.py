@@ -102,6 +102,30 @@ def test_openapi_lists_every_seed_endpoint(client: TestClient) -> None:
     assert not [p for p in paths if p.startswith("/ui")]
 
 
+#: Operations whose success is no JSON body: an artifact's bytes, the Server-Sent Events stream.
+NOT_JSON = {"/mlflow/artifacts/{run_id}/{path}", "/events"}
+
+
+def test_openapi_documents_every_response(client: TestClient) -> None:
+    """Each JSON operation names its success body's schema, and every operation documents the
+    error body (4XX and 503) the exception handlers write."""
+    paths = client.get("/openapi.json").json()["paths"]
+    undocumented, errors_undocumented = [], []
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            success = next(v for k, v in responses.items() if k.startswith("2"))
+            schema = json.dumps(success.get("content", {}).get("application/json", {}).get("schema", {}))
+            if path not in NOT_JSON and '"$ref"' not in schema:
+                undocumented.append(f"{method.upper()} {path}")
+            for status in ("4XX", "503"):
+                ref = responses.get(status, {}).get("content", {}).get("application/json", {}).get("schema")
+                if ref != {"$ref": "#/components/schemas/ErrorBody"}:
+                    errors_undocumented.append(f"{method.upper()} {path} {status}")
+    assert undocumented == []
+    assert errors_undocumented == []
+
+
 REQUESTS = [
     # (id, method, path, status, error code)
     ("steps", "GET", "/steps", 200, None),

@@ -1,4 +1,5 @@
-"""Run summaries, button states, the DAG, stage code and stage config (pure parts of the UI)."""
+"""Run summaries and statuses, button states, deployments, failure toggles, health, claims, the
+DAG, stage code and stage config (the pure parts of the UI)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from claimops_stages.contract import STAGES, stage_names
+from claimops_stages.claims import DEFAULT_WINDOW, generate_claims
+from claimops_stages.contract import STAGES, FailureMode, stage_names
 from claimops_ui import views
 from claimops_ui.errors import NotFound
 
@@ -162,3 +164,98 @@ def test_stage_config_without_a_run_shows_the_default_arguments() -> None:
     assert config["job"]["command"] == ["python", "-m", "claimops_stages", "full-train"]
     assert "--rows" in config["job"]["args"]
     assert "run" not in config
+
+
+def test_run_status_is_the_summary_with_the_status_and_the_buttons() -> None:
+    body = views.run_status(run("AwaitingApproval"))
+    assert body["name"] == "run-abc"
+    assert [s["name"] for s in body["stages"]] == ["commit", "ci-tests", "quick-train"]
+    assert body["conditions"][0]["reason"] == "Running"
+    assert body["actions"] == {"continueToCD": False, "approve": True, "cancel": True}
+    assert (body["shadow"], body["mlflow"]) == ({}, {})
+
+
+PAGE_STAGES = [
+    # (id, asked for, shown)
+    ("asked-for", "full-train", "full-train"),
+    ("unknown-falls-back-to-current", "nope", "quick-train"),
+    ("none-falls-back-to-current", "", "quick-train"),
+]
+
+
+@pytest.mark.parametrize(("asked", "shown"), [c[1:] for c in PAGE_STAGES], ids=[c[0] for c in PAGE_STAGES])
+def test_run_page_context_shows_the_stage_asked_for_or_the_current_one(asked: str, shown: str) -> None:
+    ctx = views.run_page_context(run("Running"), asked)
+    assert ctx["stage"] == shown
+    assert ctx["run"]["name"] == "run-abc"
+    assert len(ctx["dag"]["nodes"]) == len(STAGES)
+
+
+def deployment(name: str, role: str, ready: str = "True") -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "annotations": {"claimops.io/requested-by-run": "run-abc"}},
+        "spec": {"role": role, "model": {"name": "claim-settlement", "alias": "champion"}},
+        "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "Serving"}]},
+    }
+
+
+def test_deployment_list_is_in_pipeline_order() -> None:
+    listed = [
+        deployment("prod", "production"),
+        deployment("z-staging", "staging", "False"),
+        deployment("a-staging", "staging"),
+        deployment("shadow", "shadow"),
+    ]
+    found = views.deployment_list(listed)
+    assert [d["name"] for d in found] == ["a-staging", "z-staging", "shadow", "prod"]
+    prod = found[-1]
+    assert (prod["ready"], prod["readyReason"], prod["requestedVersion"]) == (True, "Serving", "champion")
+    assert (prod["replicas"], prod["readyReplicas"], prod["pipelineRun"]) == (1, 0, "run-abc")
+    assert found[1]["ready"] is False
+    assert prod["rolledBack"] == {}
+
+
+def test_rollback_result_names_the_deployment_and_its_request() -> None:
+    patched = deployment("prod", "production")
+    patched["spec"]["rollback"] = {"requestId": "ui-1", "reason": "r"}
+    assert views.rollback_result(patched) == {
+        "name": "prod",
+        "rollback": {"requestId": "ui-1", "reason": "r"},
+    }
+
+
+def test_failure_list_has_every_mode_with_its_effect_and_reason() -> None:
+    found = views.failure_list({"SchemaValidation": True})
+    assert [f["mode"] for f in found] == [m.value for m in FailureMode]
+    assert [f["mode"] for f in found if f["enabled"]] == ["SchemaValidation"]
+    assert all(f["effect"] and f["reason"] for f in found)
+
+
+HEALTH = [
+    # (id, runs synced, watch errors, MLflow answers, status)
+    ("ok", True, [], True, "ok"),
+    ("runs-not-synced", False, [], True, "degraded"),
+    ("watch-error", True, ["pipelineruns: boom"], True, "degraded"),
+    ("mlflow-down", True, [], False, "degraded"),
+]
+
+
+@pytest.mark.parametrize(
+    ("synced", "errors", "mlflow_ok", "status"), [c[1:] for c in HEALTH], ids=[c[0] for c in HEALTH]
+)
+def test_health_view(synced: bool, errors: list[str], mlflow_ok: bool, status: str) -> None:
+    kube = {"runsSynced": synced, "deploymentsSynced": True, "errors": errors}
+    body = views.health_view(
+        kube, mlflow_ok, version="1", namespace="ns", mlflow_url="http://m", read_only=False
+    )
+    assert body["status"] == status
+    assert body["kubernetes"] == kube
+    assert body["mlflow"] == {"ok": mlflow_ok, "url": "http://m"}
+
+
+def test_claims_sample_labels_each_claim_with_the_generated_outcome() -> None:
+    frame = generate_claims(5, seed=3, window=DEFAULT_WINDOW)
+    body = views.claims_sample(frame, 5, 3, "none")
+    assert (body["rows"], body["seed"], body["profile"]) == (5, 3, "none")
+    assert [c["settlement"] for c in body["claims"]] == list(frame["settlement"].astype(str))
+    assert isinstance(body["claims"][0]["claim_id"], int)

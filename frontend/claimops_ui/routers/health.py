@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..deps import Services, services
+from ..deps import Svc
+from ..schemas import DocumentedRoute, Health
+from ..views import health_view
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=DocumentedRoute)
 
 
-@router.get("/health", summary="Connectivity of the UI's backends")
-async def health(svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+@router.get("/health", response_model=Health, summary="Connectivity of the UI's backends")
+async def health(svc: Svc) -> dict[str, Any]:
     kube = svc.kube.health()
     mlflow_ok = await run_in_threadpool(svc.mlflow.health)
-    ok = kube["runsSynced"] and not kube["errors"] and mlflow_ok
-    return {
-        "status": "ok" if ok else "degraded",
-        "version": __version__,
-        "namespace": svc.config.namespace,
-        "kubernetes": kube,
-        "mlflow": {"ok": mlflow_ok, "url": svc.config.mlflow_link},
-        "readOnly": not svc.authenticator.enabled,
-    }
+    return health_view(
+        kube,
+        mlflow_ok,
+        version=__version__,
+        namespace=svc.config.namespace,
+        mlflow_url=svc.config.mlflow_link,
+        read_only=not svc.authenticator.enabled,
+    )

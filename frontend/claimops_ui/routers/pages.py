@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -17,19 +17,14 @@ from claimops_stages import contract
 from claimops_stages.claims import DRIFT_PROFILES
 
 from .. import actions, auth, inspector
-from ..actions import RUN_NAME, RollbackRequest, RunRequest
-from ..deps import Services, current_user, mutation_user, services
-from ..errors import UiError
+from ..actions import RollbackRequest, RunRequest
+from ..deps import RunName, Services, Svc, User, current_user
+from ..errors import InvalidInput, UiError
 from ..mlflow_gateway import CHALLENGER, CHAMPION
-from ..views import actions_for, dag, run_summary, sort_runs, stage_code
-from .failures import failure_list
+from ..views import deployment_list, failure_list, run_page_context, run_summary, sort_runs, stage_code
 from .mlflow import MODEL
-from .pipeline import deployments as deployment_views
 
 router = APIRouter(include_in_schema=False)
-Svc = Annotated[Services, Depends(services)]
-User = Annotated[str, Depends(mutation_user)]
-RunName = Annotated[str, Path(pattern=RUN_NAME, max_length=40)]
 TABS = ("code", "config", "logs", "outputs")
 
 
@@ -143,21 +138,6 @@ def run_row(request: Request, name: RunName, svc: Svc) -> HTMLResponse:
     return svc.templates.TemplateResponse(request, "_run_row.html", {"r": run_summary(run)})
 
 
-def _run_context(svc: Services, name: str, stage: str) -> dict[str, Any]:
-    run = svc.kube.get_run(name)
-    if stage not in contract.stage_names():
-        stage = str((run.get("status") or {}).get("currentStage") or "commit")
-    return {
-        "run": run_summary(run),
-        "spec": run.get("spec") or {},
-        "status": run.get("status") or {},
-        "dag": dag(run),
-        "actions": actions_for(run),
-        "stage": stage,
-        "stages": contract.STAGES,
-    }
-
-
 @router.get("/ui/runs/{name}")
 def run_page(
     request: Request,
@@ -166,8 +146,8 @@ def run_page(
     stage: Annotated[str, Query(max_length=64)] = "",
     tab: str = "code",
 ) -> HTMLResponse:
-    ctx = _run_context(svc, name, stage)
     run = svc.kube.get_run(name)
+    ctx = run_page_context(run, stage)
     inspected = _inspector_ctx(svc, run, ctx["stage"], tab)
     ctx.update(inspected)
     return render(request, svc, "run.html", "runs", **ctx)
@@ -178,7 +158,9 @@ def run_live(
     request: Request, name: RunName, svc: Svc, stage: Annotated[str, Query(max_length=64)] = ""
 ) -> HTMLResponse:
     return svc.templates.TemplateResponse(
-        request, "_run_live.html", context(request, svc, "runs", **_run_context(svc, name, stage))
+        request,
+        "_run_live.html",
+        context(request, svc, "runs", **run_page_context(svc.kube.get_run(name), stage)),
     )
 
 
@@ -255,13 +237,21 @@ def mlflow_run_page(
 
 @router.get("/ui/deployments")
 def deployments_page(request: Request, svc: Svc) -> HTMLResponse:
-    return render(request, svc, "deployments.html", "deployments", deployments=deployment_views(svc))
+    return render(
+        request,
+        svc,
+        "deployments.html",
+        "deployments",
+        deployments=deployment_list(svc.kube.list_deployments()),
+    )
 
 
 @router.get("/ui/fragments/deployments")
 def deployments_fragment(request: Request, svc: Svc) -> HTMLResponse:
     return svc.templates.TemplateResponse(
-        request, "_deployments.html", context(request, svc, "deployments", deployments=deployment_views(svc))
+        request,
+        "_deployments.html",
+        context(request, svc, "deployments", deployments=deployment_list(svc.kube.list_deployments())),
     )
 
 
@@ -299,8 +289,6 @@ async def commit_action(
             autoContinueToCD=auto_continue == "on",
         )
     except ValueError as exc:
-        from ..errors import InvalidInput
-
         raise InvalidInput(f"invalid run settings: {exc}") from exc
     run = await run_in_threadpool(actions.start_run, svc, user, req)
     return RedirectResponse(f"/ui/runs/{run['metadata']['name']}", status_code=303)

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 
 from .. import auth
-from ..deps import Services, services
+from ..deps import Svc
+from ..schemas import DocumentedRoute, SessionInfo
 
-router = APIRouter(tags=["session"])
+router = APIRouter(tags=["session"], route_class=DocumentedRoute)
 
 
-@router.get("/auth/session", summary="The session's user and CSRF token (same-origin pages only)")
-def session(request: Request, svc: Annotated[Services, Depends(services)]) -> dict[str, Any]:
+@router.get(
+    "/auth/session",
+    response_model=SessionInfo,
+    summary="The session's user and CSRF token (same-origin pages only)",
+)
+def session(request: Request, svc: Svc) -> dict[str, Any]:
     return {
         "user": auth.session_user(request.session),
         "csrfToken": auth.csrf_token(request.session),

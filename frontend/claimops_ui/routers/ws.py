@@ -8,24 +8,29 @@ import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from .. import inspector
 from ..actions import RUN_NAME
-from ..deps import Services, services
+from ..deps import Services, Svc
 from ..errors import UiError
 
 router = APIRouter(tags=["live"])
-Svc = Annotated[Services, Depends(services)]
 KEEPALIVE_SECONDS = 15.0
 LOG_POLL_SECONDS = 1.0
 
 
-@router.get("/events", summary="Server-Sent Events: every PipelineRun/ModelDeployment change")
+@router.get(
+    "/events",
+    response_class=StreamingResponse,
+    # An endless stream: `event: <plural>` lines, each with one JSON change as its data.
+    responses={200: {"content": {"text/event-stream": {}}}},
+    summary="Server-Sent Events: every PipelineRun/ModelDeployment change",
+)
 async def events(request: Request, svc: Svc) -> StreamingResponse:
     queue = svc.events.subscribe()
 
