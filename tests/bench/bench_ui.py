@@ -87,7 +87,12 @@ def main() -> None:
 
         with httpx.Client(base_url=ui.url, timeout=30) as http:
             listing = http.get("/ui/runs")
-            assert listing.text.count('data-run="run-') == args.runs, "the page does not list every run"
+            listed = listing.text.count('data-run="run-')
+            if listing.status_code != 200 or listed != args.runs:
+                raise SystemExit(
+                    f"bench_ui ABORTED: /ui/runs answered HTTP {listing.status_code} listing {listed} "
+                    f"of {args.runs} runs"
+                )
             times = []
             for _ in range(3 + 30):
                 started = time.perf_counter()
@@ -95,7 +100,8 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
             times = times[3:]
             print(
-                f"{'runs page, 200 runs (median)':<42} {statistics.median(times) * 1000:>8.1f} ms   target < 200 ms"
+                f"{f'runs page, {listed} runs (median)':<42} {statistics.median(times) * 1000:>8.1f} ms"
+                "   target < 200 ms at 200 runs"
                 f"   (p95 {percentile(times, 0.95) * 1000:.1f} ms, {len(times)} requests)"
             )
 
