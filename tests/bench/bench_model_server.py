@@ -12,7 +12,9 @@ other (only with the load generator, equally); figures are pooled over the round
 
 Before timing, the predictions are compared: every claim's outcome from our server must equal
 the label `mlflow models serve` returns (the pipeline's `predict`), and our probabilities
-must match scikit-learn's `predict_proba` of the same pipeline within 1e-5.
+must match scikit-learn's `predict_proba` of the same pipeline within 1e-5. A mismatch, or any
+request that fails while timing, aborts the benchmark (exit status 1, the reason on stderr):
+figures of a server that answers wrongly or not at all measure something else.
 
 Targets (single claims): >= 5x the requests/s and <= 1/5 of the p99 of `mlflow models serve`
 at concurrency 1 and 16, and p50 <= 2 ms at concurrency 1.
@@ -50,6 +52,10 @@ MODEL = "claim-settlement-bench"
 TREES, DEPTH, TRAIN_ROWS = 200, 12, 20_000
 BATCH = 100
 CONCURRENCY = (1, 16)
+
+
+class BenchAborted(RuntimeError):
+    """A server answered wrongly or failed a request: no figure would mean what it says."""
 
 
 # --- the load generator -------------------------------------------------------------------
@@ -143,9 +149,11 @@ async def _load(port: int, requests: Sequence[bytes], total: int, concurrency: i
             i = issued
             issued += 1
             started = time.perf_counter()
-            status, _ = await conn.send(requests[i % len(requests)])
+            status, body = await conn.send(requests[i % len(requests)])
             latencies[i] = time.perf_counter() - started
-            errors += status != 200
+            if status != 200:
+                errors += 1
+                raise BenchAborted(f"request {i + 1} of {total} answered HTTP {status}: {body[:300]!r}")
 
     started = time.perf_counter()
     await asyncio.gather(*(worker(c) for c in connections))
@@ -229,33 +237,51 @@ def claims_payload(rows: int, seed: int) -> list[dict[str, Any]]:
     return records
 
 
-def check_predictions(ours_port: int, mlflow_port: int, claims: list[dict[str, Any]], pipeline: Any) -> str:
-    """Identical outcomes (ours vs mlflow's labels), probabilities vs sklearn within 1e-5."""
-    status, ours = http_json("POST", f"http://127.0.0.1:{ours_port}/predict", {"claims": claims})
-    assert status == 200, ours
-    split = {"columns": list(FEATURES), "data": [[c[f] for f in FEATURES] for c in claims]}
-    status, theirs = http_json(
-        "POST", f"http://127.0.0.1:{mlflow_port}/invocations", {"dataframe_split": split}
-    )
-    assert status == 200, theirs
-    our_labels = [int(p["outcome"] == "Approved") for p in ours["predictions"]]
-    their_labels = [int(v) for v in theirs["predictions"]]
-    same = sum(a == b for a, b in zip(our_labels, their_labels, strict=True))
+def _answer(method: str, url: str, payload: Any) -> Any:
+    status, body = http_json(method, url, payload)
+    if status != 200:
+        raise BenchAborted(f"{method} {url} answered HTTP {status}: {str(body)[:300]}")
+    return body
+
+
+def check_predictions(
+    ours_port: int, mlflow_port: int | None, claims: list[dict[str, Any]], pipeline: Any
+) -> str:
+    """Identical outcomes (ours vs mlflow's labels, or vs the pipeline's `predict` without
+    mlflow), probabilities vs sklearn within 1e-5; raises BenchAborted on any difference."""
     import pandas as pd
 
-    reference = pipeline.predict_proba(pd.DataFrame(claims)[list(FEATURES)])[:, 1]
+    frame = pd.DataFrame(claims)[list(FEATURES)]
+    ours = _answer("POST", f"http://127.0.0.1:{ours_port}/predict", {"claims": claims})
+    if mlflow_port is None:
+        source = "the pipeline's predict"
+        their_labels = [int(v) for v in pipeline.predict(frame)]
+    else:
+        source = "mlflow's labels"
+        split = {"columns": list(FEATURES), "data": [[c[f] for f in FEATURES] for c in claims]}
+        theirs = _answer("POST", f"http://127.0.0.1:{mlflow_port}/invocations", {"dataframe_split": split})
+        their_labels = [int(v) for v in theirs["predictions"]]
+    our_labels = [int(p["outcome"] == "Approved") for p in ours["predictions"]]
+    if len(our_labels) != len(claims):
+        raise BenchAborted(f"our server answered {len(our_labels)} predictions for {len(claims)} claims")
+    same = sum(a == b for a, b in zip(our_labels, their_labels, strict=True))
+    reference = pipeline.predict_proba(frame)[:, 1]
     diff = float(
         np.max(np.abs(np.array([p["probability_approved"] for p in ours["predictions"]]) - reference))
     )
     # Single-claim requests too (a different path through the batcher).
-    for claim, label in list(zip(claims, their_labels, strict=True))[:50]:
-        status, one = http_json("POST", f"http://127.0.0.1:{ours_port}/predict", claim)
-        same -= int(int(one["predictions"][0]["outcome"] == "Approved") != label)
-    verdict = "IDENTICAL" if same == len(claims) and diff <= 1e-5 else "MISMATCH"
-    return (
-        f"predictions: {verdict}: {same}/{len(claims)} outcomes equal to mlflow's labels "
-        f"(+50 single-claim requests); max |P - sklearn| = {diff:.2e}"
+    singles = min(50, len(claims))
+    single_same = 0
+    for claim, label in list(zip(claims, their_labels, strict=True))[:singles]:
+        one = _answer("POST", f"http://127.0.0.1:{ours_port}/predict", claim)
+        single_same += int(int(one["predictions"][0]["outcome"] == "Approved") == label)
+    verdict = (
+        f"{same}/{len(claims)} outcomes equal to {source} (+{single_same}/{singles} single-claim "
+        f"requests); max |P - sklearn| = {diff:.2e}"
     )
+    if same != len(claims) or single_same != singles or diff > 1e-5:
+        raise BenchAborted(f"predictions MISMATCH: {verdict}")
+    return f"predictions: IDENTICAL: {verdict}"
 
 
 @dataclass
@@ -268,6 +294,14 @@ class Scenario:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return bench(argv)
+    except BenchAborted as exc:
+        print(f"bench_model_server ABORTED, no figures: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+def bench(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of the requests")
     parser.add_argument("--ours-only", action="store_true", help="skip mlflow models serve (development)")
@@ -311,12 +345,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush=True,
                 )
                 targets: list[tuple[Target, int]] = [(Ours("claimops", ours.port, "/predict"), 0)]
+                mlflow_port: int | None = None
                 if not args.ours_only:
-                    port = stack.enter_context(
+                    mlflow_port = stack.enter_context(
                         mlflow_models_serve(mlflow_server.url, f"models:/{MODEL}/{version}", workdir)
                     )
-                    print(check_predictions(ours.port, port, claims[:500], pipeline), flush=True)
-                    targets.append((MlflowServe("mlflow", port, "/invocations"), 1))
+                    targets.append((MlflowServe("mlflow", mlflow_port, "/invocations"), 1))
+                print(check_predictions(ours.port, mlflow_port, claims[:500], pipeline), flush=True)
                 print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
                 # Interleaved rounds (ours, mlflow, ours, mlflow, ...): on a shared machine, load
                 # from elsewhere then hits both servers alike instead of whichever ran second.

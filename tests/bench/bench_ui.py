@@ -88,7 +88,12 @@ def main() -> None:
 
         with httpx.Client(base_url=ui.url, timeout=30) as http:
             listing = http.get("/ui/runs")
-            assert listing.text.count('data-run="run-') == args.runs, "the page does not list every run"
+            listed = listing.text.count('data-run="run-')
+            if listing.status_code != 200 or listed != args.runs:
+                raise SystemExit(
+                    f"bench_ui ABORTED: /ui/runs answered HTTP {listing.status_code} listing {listed} "
+                    f"of {args.runs} runs"
+                )
             times = []
             for _ in range(3 + 30):
                 started = time.perf_counter()
@@ -96,13 +101,16 @@ def main() -> None:
                 times.append(time.perf_counter() - started)
             times = times[3:]
             print(
-                f"{'runs page, 200 runs (median)':<42} {statistics.median(times) * 1000:>8.1f} ms   target < 200 ms"
+                f"{f'runs page, {listed} runs (median)':<42} {statistics.median(times) * 1000:>8.1f} ms"
+                "   target < 200 ms at 200 runs"
                 f"   (p95 {percentile(times, 0.95) * 1000:.1f} ms, {len(times)} requests)"
             )
 
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(base_url=ui.url)
+            # The UI's CSP allows no eval; Playwright's wait_for_function needs it (page-side
+            # polling of a predicate). Bypassing it changes nothing the UI does while timed.
+            page = browser.new_page(base_url=ui.url, bypass_csp=True)
             for label, path, selector in (
                 ("status change -> run page (p95)", "/ui/runs/run-0001", "#run-live"),
                 ("status change -> runs list (p95)", "/ui/runs", "#run-run-0001"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import queue
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -220,6 +222,39 @@ def test_each_failure_mode_ends_with_its_documented_reason(
     assert [s["reason"] for s in failed] == [FAILURE_REASONS[mode].value]
 
 
+class _ApiWatch(threading.Thread):
+    """Watches one list call through the API server and queues (source, event type, object)
+    for every event, resuming from the last resourceVersion when the server ends the watch."""
+
+    def __init__(
+        self, source: str, list_call: Callable[..., Any], out: queue.Queue[Any], **kwargs: Any
+    ) -> None:
+        super().__init__(daemon=True, name=f"watch-{source}")
+        self.source, self.list_call, self.out, self.kwargs = source, list_call, out, kwargs
+        self.stopped = threading.Event()
+        self.errors: list[BaseException] = []
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        version: str | None = None
+        while not self.stopped.is_set():
+            try:
+                stream = watch.Watch().stream(
+                    self.list_call, resource_version=version, timeout_seconds=10, **self.kwargs
+                )
+                for event in stream:
+                    obj = event["object"]
+                    obj = obj if isinstance(obj, dict) else obj.to_dict()
+                    version = obj["metadata"].get("resourceVersion") or obj["metadata"].get(
+                        "resource_version"
+                    )
+                    self.out.put((self.source, event["type"], obj))
+            except Exception as exc:  # reported by the test: a lost watch would skip boundaries
+                self.errors.append(exc)
+                time.sleep(0.2)
+
+
 def test_operator_killed_at_every_stage_boundary_loses_nothing(
     control_plane: ControlPlane,
     namespace: str,
@@ -227,42 +262,94 @@ def test_operator_killed_at_every_stage_boundary_loses_nothing(
     start_operator: OperatorFactory,
     tmp_path: Path,
 ) -> None:
-    """SIGKILL the operator each time the run moves to another stage, and start it again."""
+    """SIGKILL the operator on every Job it creates and every status write of the run, as the
+    API server reports them (watch events), then start it again; approve once it waits.
+
+    Each kill follows its event (within the watch's latency, a few ms), so the restarted
+    operator finds every boundary: a Job created before its stage's status says so, a status
+    written before the next Job exists. Every stage must still run exactly once."""
+    from kubernetes import client
+
     cp = control_plane
     operator = start_operator(namespace)
+    api = cp.api_client()
+    events: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
+    watches = [
+        _ApiWatch("job", client.BatchV1Api(api).list_namespaced_job, events, namespace=namespace),
+        _ApiWatch(
+            "run",
+            client.CustomObjectsApi(api).list_namespaced_custom_object,
+            events,
+            group="claimops.io",
+            version="v1alpha1",
+            namespace=namespace,
+            plural="pipelineruns",
+            field_selector="metadata.name=sturdy",
+        ),
+    ]
+    for w in watches:
+        w.start()
+    time.sleep(1)  # both watches open before the run exists, so they report it from the start
     cp.kubectl(
-        "create", "-n", namespace, "-f", "-", input=json.dumps(run_manifest("sturdy", autoContinueToCD=True))
+        "create",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps(run_manifest("sturdy", autoContinueToCD=True, model={"name": "sturdy"})),
     )
-    seen: list[str] = []
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        run = get_run(cp, namespace, "sturdy")
-        current = (run.get("status") or {}).get("currentStage")
-        if current and (not seen or seen[-1] != current):
-            seen.append(current)
+    killed_on: list[str] = []
+    created_jobs: list[str] = []
+    last_status: dict[str, Any] = {}
+    approved = False
+    deadline = time.monotonic() + 900
+    try:
+        while condition({"status": last_status}, "Succeeded").get("status") not in ("True", "False"):
+            if time.monotonic() > deadline:
+                errors = [e for w in watches for e in w.errors]
+                pytest.fail(
+                    f"the run did not finish; killed on {killed_on}; watch errors {errors}\n{operator.log()[-3000:]}"
+                )
+            try:
+                source, kind, obj = events.get(timeout=1)
+            except queue.Empty:
+                continue
+            if source == "job" and kind == "ADDED":
+                created_jobs.append(obj["metadata"]["name"])
+                what = f"job {obj['metadata']['name']} created"
+            elif source == "run" and kind == "MODIFIED" and (obj.get("status") or {}) != last_status:
+                last_status = obj.get("status") or {}
+                what = f"status: {last_status.get('currentStage')} {last_status.get('phase')}"
+            else:
+                continue
             operator.kill()
+            killed_on.append(what)
+            if last_status.get("phase") == "AwaitingApproval" and not approved:
+                # Approve while it is down: the approval lives in the spec, not in memory.
+                approve = '{"spec":{"approval":{"decision":"Approved","by":"night-shift"}}}'
+                cp.kubectl("patch", "cpr", "sturdy", "-n", namespace, "--type=merge", "-p", approve)
+                approved = True
             operator.start()
-        if (run.get("status") or {}).get("phase") == "AwaitingApproval":
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail(f"the run did not reach AwaitingApproval; stages seen: {seen}\n{operator.log()[-3000:]}")
-    # Approve, and kill the operator at once: the approval lives in the spec, not in memory.
-    approve = '{"spec":{"approval":{"decision":"Approved","by":"night-shift"}}}'
-    cp.kubectl("patch", "cpr", "sturdy", "-n", namespace, "--type=merge", "-p", approve)
-    operator.kill()
-    operator.start()
-    run = wait_for(
-        cp, namespace, "sturdy", "deploy-staging",
-        lambda r: r["status"].get("currentStage") == "deploy-staging", operator_log=operator.log,
-    )  # fmt: skip
+    finally:
+        for w in watches:
+            w.stopped.set()
+    run = get_run(cp, namespace, "sturdy")
+    assert condition(run, "Succeeded")["status"] == "True", json.dumps(run["status"], indent=1)[-3000:]
     assert run["status"]["approval"]["decision"] == "Approved"
     assert run["status"]["approval"]["by"] == "night-shift"
-    assert operator.starts >= 6, f"the operator was restarted only at {seen}"
+    # Every Job creation was a kill point, and so was every status write (at least one per Job:
+    # its stage's result).
+    job_kills = [k for k in killed_on if k.startswith("job ")]
+    assert job_kills == [f"job {name} created" for name in created_jobs]
+    assert len(killed_on) - len(job_kills) >= len(created_jobs), killed_on
 
     # Exactly one Job per stage attempt, and no stage needed a second attempt.
     by_stage: dict[str, list[str]] = {}
     for job in jobs(cp, namespace):
         labels = job["metadata"]["labels"]
         by_stage.setdefault(labels[LABEL_STAGE], []).append(labels[LABEL_ATTEMPT])
-    assert by_stage == {s: ["1"] for s in (*CI_STAGES[1:], *CD_STAGES)}
+    assert {s: by_stage.get(s) for s in (*CI_STAGES[1:], *CD_STAGES)} == {
+        s: ["1"] for s in (*CI_STAGES[1:], *CD_STAGES)
+    }
+    assert all(attempts == ["1"] for attempts in by_stage.values()), by_stage
+    assert sorted(created_jobs) == sorted(j["metadata"]["name"] for j in jobs(cp, namespace))

@@ -17,6 +17,7 @@ import pytest
 from mlflow import MlflowClient
 
 from claimops_stages.api_names import API_VERSION, MODEL_DEPLOYMENT
+from claimops_stages.contract import StageInputs
 from tests.cluster.test_operator import condition, get_run, phase_is, run_manifest, stage, wait_for
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import ControlPlane
@@ -47,6 +48,12 @@ def wait_serving(
             return found
         time.sleep(0.5)
     pytest.fail(f"{name} did not serve version {version}: {json.dumps(found.get('status'), indent=1)}")
+
+
+def job_inputs(cp: ControlPlane, namespace: str, job: str) -> StageInputs:
+    """The arguments the operator gave a stage Job, parsed as the stage CLI parses them."""
+    found = json.loads(cp.kubectl("get", "job", job, "-n", namespace, "-o", "json").stdout)
+    return StageInputs.parse(found["spec"]["template"]["spec"]["containers"][0]["args"])
 
 
 def champion(mlflow: MlflowServer) -> str:
@@ -111,10 +118,17 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
     cp.kubectl("wait", "--for=condition=Succeeded", "cpr/second", "-n", namespace, "--timeout=600s")
     run = get_run(cp, namespace, "second")
     assert run["status"]["evaluation"]["championVersion"] == "1"
+    # The operator hands the spec's gates to the stages that apply them (not the defaults),
+    # points shadow-monitor at production, and records what the stage reported.
+    evaluate = job_inputs(cp, namespace, stage(run, "evaluate-vs-champion")["job"])
+    assert (evaluate.max_auc_drop, evaluate.candidate_version) == (0.1, "2")
     shadow_stage = stage(run, "shadow-monitor")
+    shadow = job_inputs(cp, namespace, shadow_stage["job"])
+    assert (shadow.min_shadow_agreement, shadow.candidate_version) == (0.8, "2")
+    assert shadow.production_url == mdep(cp, namespace, PRODUCTION)["status"]["url"]
     assert shadow_stage["reason"] == "Passed"
-    assert 0.8 <= shadow_stage["metrics"]["agreement"] <= 1.0
     assert shadow_stage["outputs"]["production_version"] == "1"
+    assert run["status"]["shadow"]["agreement"] == shadow_stage["metrics"]["agreement"]
     assert run["status"]["shadow"]["passed"] is True
     assert champion(cluster_mlflow) == "2"
     wait_serving(cp, namespace, PRODUCTION, "2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import requests
@@ -19,8 +20,14 @@ def test_probe_of_a_closed_port_fails_with_the_address() -> None:
         tracking.probe(uri, attempts=1)
 
 
-def test_local_stores_need_no_probe(tmp_path: Path) -> None:
-    tracking.probe(f"sqlite:///{tmp_path}/mlflow.db")  # returns: nothing to reach
+@pytest.mark.parametrize("uri", ["sqlite:///{tmp}/mlflow.db", "file://{tmp}/mlruns", "{tmp}/mlruns"])
+def test_local_stores_are_not_probed(uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_request(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(f"probe() sent a request for a local store: {args}")
+
+    monkeypatch.setattr(tracking.requests, "get", no_request)
+    monkeypatch.setattr(tracking.time, "sleep", no_request)
+    tracking.probe(uri.format(tmp=tmp_path))  # returns without a request or a sleep
 
 
 @pytest.mark.parametrize(
@@ -42,12 +49,50 @@ def test_cause_chain_is_followed() -> None:
     assert tracking.is_connection_error(outer)
 
 
-def test_probe_budget_stays_inside_thirty_seconds() -> None:
-    # Worst case (every attempt hangs until its timeouts): the stage still reports within 30 s.
-    # (The measured time of the real failure is printed by `make bench`.)
-    connect, read = tracking.PROBE_TIMEOUT
-    backoff = sum(tracking.PROBE_BACKOFF * 2**i for i in range(tracking.PROBE_ATTEMPTS - 1))
-    assert tracking.PROBE_ATTEMPTS * (connect + read) + backoff < 30
+class _HangingServer:
+    """Stands in for `requests.get` and `time.sleep` on a fake clock: every request hangs until
+    both of its timeouts expire, as a server that accepts connections but never answers."""
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self.timeouts: list[object] = []
+
+    def get(self, url: str, timeout: object = None, **kwargs: object) -> NoReturn:
+        self.timeouts.append(timeout)
+        assert isinstance(timeout, tuple), f"probe() sent {url} without (connect, read) timeouts"
+        self.clock += sum(timeout)
+        raise requests.ReadTimeout(f"read timed out ({url})")
+
+    def sleep(self, seconds: float) -> None:
+        self.clock += seconds
+
+
+def test_probe_of_a_hanging_server_gives_up_inside_thirty_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Worst case: every attempt hangs until its timeouts. The stage still reports within 30 s.
+    # (The measured time of the real, refused-connection failure is printed by `make bench`.)
+    server = _HangingServer()
+    monkeypatch.setattr(tracking.requests, "get", server.get)
+    monkeypatch.setattr(tracking.time, "sleep", server.sleep)
+    with pytest.raises(tracking.MLflowUnavailableError, match=r"unreachable after 3 attempts \(ReadTimeout"):
+        tracking.probe("http://mlflow.invalid:5000")
+    assert len(server.timeouts) == 3
+    assert 0 < server.clock < 30
+
+
+def test_probe_retries_until_the_server_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([503, 200])
+    asked: list[str] = []
+
+    def get(url: str, **kwargs: object) -> requests.Response:
+        asked.append(url)
+        response = requests.Response()
+        response.status_code = next(answers)
+        return response
+
+    monkeypatch.setattr(tracking.requests, "get", get)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    tracking.probe("http://mlflow.example:5000/")
+    assert asked == ["http://mlflow.example:5000/health"] * 2
 
 
 def test_mlflow_connection_injection_fails_with_its_reason() -> None:
