@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from swagger_ui_bundle import swagger_ui_path
 
+from claimops_stages.contract import SPEC_DEFAULTS
+
 from . import __version__, auth
 from .claims_stream import ClaimsStream, Reference, Scorer
 from .config import UiConfig
@@ -85,7 +87,13 @@ def build_services(
         return (status.get("url") if ready else None), status.get("servingVersion")
 
     scorer = Scorer(production, config.predict_path, resolve_url=resolve_url or (lambda url: url))
-    stream = ClaimsStream(scorer, lambda: _reference_loader(mlflow_gw, "claim-settlement"))
+
+    def production_model() -> str:
+        # The model production serves (its ModelDeployment's spec), the spec default without one.
+        spec = (kube.deployment_for_role("production") or {}).get("spec") or {}
+        return str((spec.get("model") or {}).get("name") or SPEC_DEFAULTS["model.name"])
+
+    stream = ClaimsStream(scorer, lambda: _reference_loader(mlflow_gw, production_model()))
     return Services(config, kube, mlflow_gw, auth.Authenticator.from_file(config.htpasswd_file), stream)
 
 

@@ -235,9 +235,9 @@ LONG_RELEASE = "r" * 53
 LONG_NAMES = {
     "release": ((), LONG_RELEASE, "claimops"),
     "release-and-namespace": ((), LONG_RELEASE, "n" * 63),
-    # The schema allows override names of up to 40 characters.
-    "nameOverride": (("--set", f"nameOverride={'o' * 40}"), LONG_RELEASE, "n" * 63),
-    "fullnameOverride": (("--set", f"fullnameOverride={'f' * 40}"), RELEASE, "n" * 63),
+    # The schema allows override names of up to 63 characters (a DNS label).
+    "nameOverride": (("--set", f"nameOverride={'o' * 63}"), LONG_RELEASE, "n" * 63),
+    "fullnameOverride": (("--set", f"fullnameOverride={'f' * 63}"), RELEASE, "n" * 63),
 }
 
 

@@ -3,8 +3,10 @@ proxied local artifacts); then each failure injection and a rollback."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +94,7 @@ def test_promotion_history_is_kept_in_version_tags(two_commits: Commits, sqlite_
 
 
 def test_training_run_is_tagged_explained_and_loadable(
-    two_commits: Commits, sqlite_runner: StageRunner
+    two_commits: Commits, sqlite_runner: StageRunner, tmp_path: Path
 ) -> None:
     client = sqlite_runner.client()
     run = client.get_run(two_commits["first"]["full-train"].result.mlflow_run_id or "")
@@ -112,6 +114,10 @@ def test_training_run_is_tagged_explained_and_loadable(
     assert "TreeSHAP" in run.data.params["shap_method"]
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/shap_summary.png", "plots/feature_importance.png"}
+    # The requirements are the image's own pins, not MLflow's guess.
+    requirements = Path(client.download_artifacts(run.info.run_id, "model/requirements.txt", str(tmp_path)))
+    pins = set(requirements.read_text().split())
+    assert {f"{d}=={importlib.metadata.version(d)}" for d in ("mlflow", "scikit-learn", "skops")} <= pins
     model = sqlite_runner.load_model(f"models:/{MODEL}/1")
     proba = model.predict_proba(model_frame(generate_claims(50, seed=5)))[:, 1]
     assert ((proba >= 0) & (proba <= 1)).all()

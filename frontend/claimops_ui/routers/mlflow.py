@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
+from claimops_stages.contract import SPEC_DEFAULTS
+
 from ..deps import Svc
 from ..mlflow_gateway import CHALLENGER, CHAMPION, INLINE_TYPES
 from ..schemas import Champion, DocumentedRoute, MlflowRun, MlflowRunDetail
@@ -14,7 +16,7 @@ from ..views import champion_view, mlflow_run_detail
 
 router = APIRouter(tags=["mlflow"], route_class=DocumentedRoute)
 RunId = Annotated[str, Path(pattern="^[0-9a-f]{32}$", description="MLflow run id")]
-MODEL = "claim-settlement"
+MODEL: str = SPEC_DEFAULTS["model.name"]
 
 
 @router.get(
