@@ -54,14 +54,18 @@ CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
 }
 
 
-def common_labels(run: str, component: str) -> dict[str, str]:
+def _app_labels(app: str, component: str) -> dict[str, str]:
+    """The app.kubernetes.io labels every object ClaimOps creates carries."""
     return {
-        LABEL_NAME: "claimops",
+        LABEL_NAME: app,
         LABEL_PART_OF: PART_OF,
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_COMPONENT: component,
-        LABEL_RUN: run,
     }
+
+
+def common_labels(run: str, component: str) -> dict[str, str]:
+    return {**_app_labels("claimops", component), LABEL_RUN: run}
 
 
 def pod_env(config: OperatorConfig, own: dict[str, str]) -> list[dict[str, Any]]:
@@ -167,11 +171,8 @@ MODEL_SERVER_PORT = 8080
 
 def model_server_labels(mdep_name: str, role: str) -> dict[str, str]:
     return {
-        LABEL_NAME: "claimops-model-server",
+        **_app_labels("claimops-model-server", "model-server"),
         LABEL_INSTANCE: mdep_name,
-        LABEL_PART_OF: PART_OF,
-        LABEL_MANAGED_BY: MANAGED_BY,
-        LABEL_COMPONENT: "model-server",
         LABEL_MODEL_DEPLOYMENT: mdep_name,
         LABEL_ROLE: role,
     }

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -37,6 +37,19 @@ from .pods import ContainerWaiting, first_waiting
 from .serving import ObservedRollout
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+def _unless_gone(read: Callable[[], _T]) -> _T | None:
+    """`read()`, or None when the API answers 404: an object deleted meanwhile is an answer
+    (nothing there), not an error; every other API error propagates."""
+    try:
+        return read()
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
 
 
 def _condition(conditions: list[Any] | None, type_: str) -> Any | None:
@@ -87,14 +100,9 @@ class KubernetesGateway:
 
     def _get_custom(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
         """One claimops.io object, or None when it is gone."""
-        try:
-            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, plural, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        found: dict[str, Any] | None = _unless_gone(
+            lambda: self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        )
         return found
 
     def list_runs(self, namespace: str | None) -> list[dict[str, Any]]:
@@ -214,12 +222,9 @@ class KubernetesGateway:
         return deployments
 
     def observed_rollout(self, namespace: str, name: str) -> ObservedRollout | None:
-        try:
-            deployment = self.apps.read_namespaced_deployment(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        deployment = _unless_gone(lambda: self.apps.read_namespaced_deployment(name, namespace))
+        if deployment is None:
+            return None
         status = deployment.status
         progressing = _condition(status.conditions if status else None, "Progressing")
         failure = None
@@ -252,12 +257,9 @@ class KubernetesGateway:
 
     def job_owner_uids(self, namespace: str, name: str) -> list[str] | None:
         """The owner UIDs of a Job; None when there is no such Job."""
-        try:
-            job = self.batch.read_namespaced_job(name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        job = _unless_gone(lambda: self.batch.read_namespaced_job(name, namespace))
+        if job is None:
+            return None
         return [ref.uid for ref in job.metadata.owner_references or []]
 
     def delete_job(self, namespace: str, name: str) -> None:
@@ -305,19 +307,23 @@ class KubernetesGateway:
     def patch_model_deployment_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, MODELDEPLOYMENTS, name, {"status": merge_patch(old, new)}
-        )
-        API_WRITES.labels(verb="patch", resource=f"{MODELDEPLOYMENTS}/status").inc()
+        self._patch_status(MODELDEPLOYMENTS, namespace, name, old, new)
 
     def patch_run_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
         """Make the run's status `new` with one JSON merge patch (keys `new` drops become null)."""
+        self._patch_status(PIPELINERUNS, namespace, name, old, new)
+
+    def _patch_status(
+        self, plural: str, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
+    ) -> None:
+        """Both custom resources write their status the same way: one merge patch of the
+        status subresource, counted as a patch of `<plural>/status`."""
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PIPELINERUNS, name, {"status": merge_patch(old, new)}
+            GROUP, VERSION, namespace, plural, name, {"status": merge_patch(old, new)}
         )
-        API_WRITES.labels(verb="patch", resource=f"{PIPELINERUNS}/status").inc()
+        API_WRITES.labels(verb="patch", resource=f"{plural}/status").inc()
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, Literal, Required, TypedDict, cast
@@ -381,6 +381,16 @@ def is_terminal(status: Mapping[str, Any]) -> bool:
     return status.get("phase") in TERMINAL_PHASES
 
 
+#: The StageInputs a stage is given straight from the spec: the fields both dataclasses name
+#: alike (commit_sha, model_name, dataset, training and gates). `failures` is a tuple on the
+#: frozen spec and a list on StageInputs, so stage_inputs converts it itself.
+_SPEC_INPUTS: tuple[str, ...] = tuple(
+    f.name
+    for f in fields(StageInputs)
+    if f.name in {g.name for g in fields(RunSpec)} and f.name != "failures"
+)
+
+
 def stage_inputs(
     run: RunRef,
     spec: Mapping[str, Any] | RunSpec,
@@ -395,20 +405,8 @@ def stage_inputs(
     candidate, ci_summary = recording(Record.CANDIDATE), recording(Record.CI_SUMMARY)
     return StageInputs(
         run=run.name,
-        commit_sha=s.commit_sha,
-        model_name=s.model_name,
-        rows=s.rows,
-        seed=s.seed,
-        window=s.window,
-        drift=s.drift,
+        **{name: getattr(s, name) for name in _SPEC_INPUTS},
         failures=list(s.failures),
-        n_estimators=s.n_estimators,
-        max_depth=s.max_depth,
-        quick_sample_fraction=s.quick_sample_fraction,
-        min_auc=s.min_auc,
-        max_auc_drop=s.max_auc_drop,
-        min_shadow_agreement=s.min_shadow_agreement,
-        max_psi=s.max_psi,
         candidate_version=stages.get(candidate.name, {}).get("modelVersion") if candidate else None,
         ci_run_id=stages.get(ci_summary.name, {}).get("mlflowRunId") if ci_summary else None,
         production_url=production.url if production else None,

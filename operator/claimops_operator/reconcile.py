@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import kopf
 
@@ -119,24 +120,44 @@ class _Serialized:
         self._dirty.discard(key)
 
 
-class RunReconciler:
-    """Reconciles PipelineRuns."""
+class _Reconciler(ABC):
+    """What both controllers share: the gateway, the settings, and reconciles serialized per
+    object (see _Serialized); a subclass says what one reconcile of its kind does."""
+
+    #: The resource's kind, as the reconcile metrics and logs name it.
+    kind: ClassVar[str]
 
     def __init__(self, gateway: KubernetesGateway, settings: OperatorConfig) -> None:
         self.gateway = gateway
         self.settings = settings
         self._serial = _Serialized(settings.max_concurrent_reconciles)
-        self._phases: dict[Key, str] = {}
-        self._seen_phases: set[str] = set()
-        self._timed_jobs: set[str] = set()
 
     async def reconcile(self, namespace: str, name: str) -> None:
         await self._serial.run(
             (namespace, name),
-            PIPELINE_RUN.kind,
+            self.kind,
             lambda: self._reconcile(namespace, name),
             lambda: self.reconcile(namespace, name),
         )
+
+    def forget(self, namespace: str, name: str) -> None:
+        self._serial.forget((namespace, name))
+
+    @abstractmethod
+    async def _reconcile(self, namespace: str, name: str) -> None:
+        """Read the object and what it owns, decide, act (one pass; _Serialized re-runs it)."""
+
+
+class RunReconciler(_Reconciler):
+    """Reconciles PipelineRuns."""
+
+    kind = PIPELINE_RUN.kind
+
+    def __init__(self, gateway: KubernetesGateway, settings: OperatorConfig) -> None:
+        super().__init__(gateway, settings)
+        self._phases: dict[Key, str] = {}
+        self._seen_phases: set[str] = set()
+        self._timed_jobs: set[str] = set()
 
     async def _reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -237,7 +258,7 @@ class RunReconciler:
             RUNS_BY_PHASE.labels(phase=phase).set(counts.get(phase, 0))
 
     def forget(self, namespace: str, name: str) -> None:
-        self._serial.forget((namespace, name))
+        super().forget(namespace, name)
         self._phases.pop((namespace, name), None)
 
     async def resync_forever(self) -> None:
@@ -256,24 +277,10 @@ class RunReconciler:
                         await self.reconcile(meta["namespace"], meta["name"])
 
 
-class ServingReconciler:
+class ServingReconciler(_Reconciler):
     """Reconciles ModelDeployments: a model server Deployment + Service per resource."""
 
-    def __init__(self, gateway: KubernetesGateway, settings: OperatorConfig) -> None:
-        self.gateway = gateway
-        self.settings = settings
-        self._serial = _Serialized(settings.max_concurrent_reconciles)
-
-    async def reconcile(self, namespace: str, name: str) -> None:
-        await self._serial.run(
-            (namespace, name),
-            MODEL_DEPLOYMENT.kind,
-            lambda: self._reconcile(namespace, name),
-            lambda: self.reconcile(namespace, name),
-        )
-
-    def forget(self, namespace: str, name: str) -> None:
-        self._serial.forget((namespace, name))
+    kind = MODEL_DEPLOYMENT.kind
 
     async def _reconcile(self, namespace: str, name: str) -> None:
         mdep = await asyncio.to_thread(self.gateway.get_model_deployment, namespace, name)

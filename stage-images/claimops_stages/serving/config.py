@@ -92,18 +92,7 @@ def parse_args(argv: Sequence[str] | None = None, env: dict[str, str] | None = N
         parser.error("--ab-challenger-version and --ab-traffic-percent go together")
     if args.model_version is not None and args.model_version == args.ab_challenger_version:
         parser.error("--ab-challenger-version must differ from --model-version")
-    return ServerConfig(
-        model_name=args.model_name,
-        model_version=args.model_version,
-        model_alias=args.model_alias,
-        host=args.host,
-        port=args.port,
-        ab_challenger_version=args.ab_challenger_version,
-        ab_traffic_percent=args.ab_traffic_percent or 0.0,
-        inference=args.inference,
-        inference_threads=args.inference_threads,
-        max_batch_claims=args.max_batch_claims,
-        batch_wait_ms=args.batch_wait_ms,
-        inline_batch_claims=args.inline_batch_claims,
-        gil_switch_ms=args.gil_switch_ms,
-    )
+    # Every option's dest is the name of a ServerConfig field (a new option without its field
+    # fails here, at start), so the parsed namespace is the config; only the A/B share has an
+    # "unset" of its own (None, checked above) that the config stores as 0.
+    return ServerConfig(**{**vars(args), "ab_traffic_percent": args.ab_traffic_percent or 0.0})

@@ -6,6 +6,8 @@ one process. Label children on the hot path are bound once and cached.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -19,75 +21,63 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.requests = Counter(
-            PREFIX + "requests",
+        self.requests = self._counter(
+            "requests",
             "Prediction requests by arm and HTTP status code (arm 'none': refused before routing).",
             ["arm", "code"],
-            registry=r,
         )
-        self.latency = Histogram(
-            PREFIX + "request_duration_seconds",
+        self.latency = self._histogram(
+            "request_duration_seconds",
             "Time from reading a /predict request to its response body, by arm.",
-            ["arm"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+            LATENCY_BUCKETS,
         )
-        self.predictions = Counter(
-            PREFIX + "predictions",
-            "Predicted claims by arm and predicted class.",
-            ["arm", "outcome"],
-            registry=r,
+        self.predictions = self._counter(
+            "predictions", "Predicted claims by arm and predicted class.", ["arm", "outcome"]
         )
-        self.batch_rows = Histogram(
-            PREFIX + "batch_claims",
+        self.batch_rows = self._histogram(
+            "batch_claims",
             "Claims per inference call (micro-batching merges concurrent requests).",
-            ["arm"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
+            BATCH_BUCKETS,
         )
-        self.batch_requests = Histogram(
-            PREFIX + "batch_requests",
-            "Requests merged into one inference call.",
-            ["arm"],
-            buckets=BATCH_BUCKETS,
-            registry=r,
+        self.batch_requests = self._histogram(
+            "batch_requests", "Requests merged into one inference call.", BATCH_BUCKETS
         )
-        self.inference_seconds = Histogram(
-            PREFIX + "inference_duration_seconds",
-            "Duration of one inference call.",
-            ["arm"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
+        self.inference_seconds = self._histogram(
+            "inference_duration_seconds", "Duration of one inference call.", LATENCY_BUCKETS
         )
-        self.model_info = Gauge(
-            PREFIX + "model_info",
+        self.model_info = self._gauge(
+            "model_info",
             "1 for each loaded model: name, version, inference path (onnx|sklearn) and fallback reason.",
             ["arm", "model_name", "model_version", "inference", "fallback_reason"],
-            registry=r,
         )
-        self.fallback = Gauge(
-            PREFIX + "inference_fallback",
+        self.fallback = self._gauge(
+            "inference_fallback",
             "1 when the arm serves with scikit-learn because ONNX was not exact or not convertible.",
             ["arm"],
-            registry=r,
         )
-        self.max_abs_diff = Gauge(
-            PREFIX + "onnx_max_abs_diff",
-            "Largest |P_onnx - P_sklearn| on the check sample at load.",
-            ["arm"],
-            registry=r,
+        self.max_abs_diff = self._gauge(
+            "onnx_max_abs_diff", "Largest |P_onnx - P_sklearn| on the check sample at load.", ["arm"]
         )
-        self.load_seconds = Gauge(
-            PREFIX + "model_load_seconds",
-            "Seconds to fetch, convert and check the model.",
-            ["arm"],
-            registry=r,
+        self.load_seconds = self._gauge(
+            "model_load_seconds", "Seconds to fetch, convert and check the model.", ["arm"]
         )
-        self.ready = Gauge(PREFIX + "ready", "1 once every arm's model is loaded.", registry=r)
-        self.ab_percent = Gauge(
-            PREFIX + "ab_traffic_percent", "Share of /predict requests routed to the challenger.", registry=r
+        self.ready = self._gauge("ready", "1 once every arm's model is loaded.")
+        self.ab_percent = self._gauge(
+            "ab_traffic_percent", "Share of /predict requests routed to the challenger."
         )
+
+    # Every metric is named PREFIX + name and registered in this app's own registry (see the
+    # module docstring); these builders say so once instead of once per metric.
+
+    def _counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> Counter:
+        return Counter(PREFIX + name, documentation, labelnames, registry=self.registry)
+
+    def _histogram(self, name: str, documentation: str, buckets: Sequence[float]) -> Histogram:
+        """A histogram per arm: every histogram of the server is observed per arm."""
+        return Histogram(PREFIX + name, documentation, ["arm"], buckets=buckets, registry=self.registry)
+
+    def _gauge(self, name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gauge:
+        return Gauge(PREFIX + name, documentation, labelnames, registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
