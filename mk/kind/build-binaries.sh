@@ -7,6 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
+source "$root/tests/cluster/kube-ldflags.sh"
 bin=$cache/bin
 
 if [[ ${1:-} == --print-kind ]]; then
@@ -15,13 +16,8 @@ if [[ ${1:-} == --print-kind ]]; then
 fi
 
 export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOMAXPROCS=${GOMAXPROCS:-2}
-minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
 # Without the version stamps kubeadm sees v0.0.0-master and asks for the wrong image tags.
-kube_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  kube_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
+kube_ldflags=$(kube_ldflags_for "$KUBERNETES_VERSION" 1970-01-01T00:00:00Z)
 
 timed() { # timed <dir> <name> <command...>: run the command unless <dir>/<name> exists
   local dir=$1 name=$2; shift 2

@@ -19,7 +19,14 @@ from claimops_stages.contract import FailureMode
 from claimops_ui.errors import Forbidden
 from claimops_ui.kube import KubeGateway, load_configuration
 from tests.browser.conftest import USERS, UiStack
-from tests.harness.ui_pages import expect_failed_as_documented, fake_commit, fake_commit_with_failure, node
+from tests.harness.ui_pages import (
+    expect_ci_starts_live,
+    expect_failed_as_documented,
+    expect_no_reload,
+    fake_commit,
+    fake_commit_with_failure,
+    node,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
 
@@ -147,15 +154,11 @@ def test_fake_commit_advances_the_dag_live_without_reload(alice: Page, ui_stack:
     shot(alice, ui_stack, "01-runs-empty")
     name = fake_commit(alice)
     FLOW["run"] = name
-    alice.evaluate("window.__noReload = 'still here'")
-    expect(node(alice, "commit")).to_have_attribute("data-state", "Succeeded", timeout=30_000)
-    expect(node(alice, "ci-tests")).to_have_attribute(
-        "data-state", re.compile("Running|Succeeded"), timeout=30_000
-    )
+    expect_ci_starts_live(alice, timeout_ms=30_000)
     shot(alice, ui_stack, "02-run-ci-running")
     expect(node(alice, "quick-train")).to_have_attribute("data-state", "Succeeded", timeout=STAGE_TIMEOUT_MS)
     expect(alice.locator("#run-phase")).to_have_text("AwaitingCD", timeout=STAGE_TIMEOUT_MS)
-    assert alice.evaluate("window.__noReload") == "still here", "the page reloaded"
+    expect_no_reload(alice)
     shot(alice, ui_stack, "03-run-awaiting-cd")
     alice.goto("/ui/runs")
     row = alice.locator(f"#run-{name}")

@@ -7,6 +7,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=versions.env
 source "$here/versions.env"
+# shellcheck source=kube-ldflags.sh
+source "$here/kube-ldflags.sh"
 cache=${CLAIMOPS_CACHE:-$HOME/.cache/claimops}
 kube_dir=$cache/bin/kube-$KUBERNETES_VERSION
 etcd_dir=$cache/bin/etcd-$ETCD_VERSION
@@ -22,12 +24,7 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 # One link at a time: each can take ~2 GiB, and there are only two cores.
 export GOMAXPROCS=${GOMAXPROCS:-2}
 
-minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
-kube_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  kube_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  kube_ldflags+=" -X $pkg.gitTreeState=clean"
-done
+kube_ldflags=$(kube_ldflags_for "$KUBERNETES_VERSION")
 
 build() { # build <dir> <name> <module-dir> <package> <ldflags>
   local dir=$1 name=$2 mod=$3 pkg=$4 ldflags=$5

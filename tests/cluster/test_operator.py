@@ -80,6 +80,17 @@ def phase_is(phase: str) -> Callable[[dict[str, Any]], bool]:
     return lambda run: (run.get("status") or {}).get("phase") == phase
 
 
+def create(cp: ControlPlane, namespace: str, manifest: dict[str, Any]) -> None:
+    """`kubectl create` the manifest in the namespace."""
+    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def set_approval(cp: ControlPlane, namespace: str, name: str, **approval: str) -> None:
+    """Merge-patch the run's spec.approval, as a reviewer with kubectl does."""
+    patch = json.dumps({"spec": {"approval": approval}})
+    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", patch)
+
+
 def stage(run: dict[str, Any], name: str) -> dict[str, Any]:
     return next(s for s in run["status"]["stages"] if s["name"] == name)
 
@@ -136,8 +147,7 @@ def test_apply_continue_approve_runs_every_stage_to_staging(
                        "Pending", row[6]]  # fmt: skip
     assert float(row[6]) == pytest.approx(run["status"]["evaluation"]["candidateAuc"])
 
-    approve = '{"spec":{"approval":{"decision":"Approved","by":"reviewer@example.com"}}}'
-    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", approve)
+    set_approval(cp, namespace, name, decision="Approved", by="reviewer@example.com")
     cp.kubectl("wait", "--for=condition=Approved", f"cpr/{name}", "-n", namespace, "--timeout=60s")
     run = wait_for(
         cp, namespace, name, "deploy-staging",
@@ -178,19 +188,11 @@ def test_rejected_run_ends_rejected_with_nothing_deployed(
 ) -> None:
     cp = control_plane
     operator = start_operator(namespace)
-    cp.kubectl(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(run_manifest("rejected", autoContinueToCD=True)),
-    )
+    create(cp, namespace, run_manifest("rejected", autoContinueToCD=True))
     wait_for(
         cp, namespace, "rejected", "AwaitingApproval", phase_is("AwaitingApproval"), operator_log=operator.log
     )
-    reject = '{"spec":{"approval":{"decision":"Rejected","by":"qa","comment":"holdout looks odd"}}}'
-    cp.kubectl("patch", "cpr", "rejected", "-n", namespace, "--type=merge", "-p", reject)
+    set_approval(cp, namespace, "rejected", decision="Rejected", by="qa", comment="holdout looks odd")
     cp.kubectl("wait", "--for=condition=Succeeded=False", "cpr/rejected", "-n", namespace, "--timeout=60s")
     run = get_run(cp, namespace, "rejected")
     assert condition(run, "Succeeded")["reason"] == "Rejected"
@@ -210,7 +212,7 @@ def test_each_failure_mode_ends_with_its_documented_reason(
     cp = control_plane
     operator = start_operator(namespace)
     manifest = run_manifest("faulty", autoContinueToCD=True, failureInjection=[mode.value], retries=0)
-    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    create(cp, namespace, manifest)
     cp.kubectl("wait", "--for=condition=Succeeded=False", "cpr/faulty", "-n", namespace, "--timeout=300s")
     run = get_run(cp, namespace, "faulty")
     succeeded = condition(run, "Succeeded")
@@ -298,14 +300,7 @@ def test_operator_killed_at_every_stage_boundary_loses_nothing(
     for w in watches:
         w.start()
     time.sleep(1)  # both watches open before the run exists, so they report it from the start
-    cp.kubectl(
-        "create",
-        "-n",
-        namespace,
-        "-f",
-        "-",
-        input=json.dumps(run_manifest("sturdy", autoContinueToCD=True, model={"name": "sturdy"})),
-    )
+    create(cp, namespace, run_manifest("sturdy", autoContinueToCD=True, model={"name": "sturdy"}))
     killed_on: list[str] = []
     created_jobs: list[str] = []
     late_jobs: list[str] = []
@@ -337,8 +332,7 @@ def test_operator_killed_at_every_stage_boundary_loses_nothing(
             killed_on.append(what)
             if last_status.get("phase") == "AwaitingApproval" and not approved:
                 # Approve while it is down: the approval lives in the spec, not in memory.
-                approve = '{"spec":{"approval":{"decision":"Approved","by":"night-shift"}}}'
-                cp.kubectl("patch", "cpr", "sturdy", "-n", namespace, "--type=merge", "-p", approve)
+                set_approval(cp, namespace, "sturdy", decision="Approved", by="night-shift")
                 approved = True
             operator.start()
         # Staging serves: stop the operator so it starts no shadow Job behind the checks below,

@@ -18,7 +18,16 @@ from mlflow import MlflowClient
 
 from claimops_stages.api_names import API_VERSION, MODEL_DEPLOYMENT
 from claimops_stages.contract import StageInputs
-from tests.cluster.test_operator import condition, get_run, phase_is, run_manifest, stage, wait_for
+from tests.cluster.test_operator import (
+    condition,
+    create,
+    get_run,
+    phase_is,
+    run_manifest,
+    set_approval,
+    stage,
+    wait_for,
+)
 from tests.conftest import OperatorFactory
 from tests.harness.control_plane import ControlPlane
 from tests.harness.mlflow_server import MlflowServer
@@ -72,12 +81,11 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
 
     # --- commit 1: no champion, no production yet ---------------------------------------
     first = run_manifest("first", autoContinueToCD=True, model={"name": MODEL})
-    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(first))
+    create(cp, namespace, first)
     wait_for(
         cp, namespace, "first", "AwaitingApproval", phase_is("AwaitingApproval"), operator_log=operator.log
     )
-    approve = '{"spec":{"approval":{"decision":"Approved","by":"release-manager"}}}'
-    cp.kubectl("patch", "cpr", "first", "-n", namespace, "--type=merge", "-p", approve)
+    set_approval(cp, namespace, "first", decision="Approved", by="release-manager")
     cp.kubectl("wait", "--for=condition=Succeeded", "cpr/first", "-n", namespace, "--timeout=600s")
     run = get_run(cp, namespace, "first")
     assert condition(run, "Succeeded")["reason"] == "Succeeded"
@@ -114,7 +122,7 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
     second["spec"]["dataset"]["seed"] = 7
     second["spec"]["gates"]["minShadowAgreement"] = 0.8
     second["spec"]["gates"]["maxAucDrop"] = 0.1
-    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(second))
+    create(cp, namespace, second)
     cp.kubectl("wait", "--for=condition=Succeeded", "cpr/second", "-n", namespace, "--timeout=600s")
     run = get_run(cp, namespace, "second")
     assert run["status"]["evaluation"]["championVersion"] == "1"
@@ -179,7 +187,7 @@ def test_production_rollback_moves_the_alias_and_the_servers_back(
         "metadata": {"name": name},
         "spec": {"role": "production", "model": {"name": model, "version": "2"}},
     }
-    cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+    create(cp, namespace, manifest)
     wait_serving(cp, namespace, name, "2")
 
     rollback = '{"spec":{"rollback":{"requestId":"r-1","reason":"p99 regression"}}}'

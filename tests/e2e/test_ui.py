@@ -6,7 +6,6 @@ records the signed-in user, and a failure toggle makes the next run fail as docu
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,14 @@ from playwright.sync_api import Page, expect, sync_playwright
 from claimops_stages.contract import FailureMode
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import UI_URL, KindCluster
-from tests.harness.ui_pages import expect_failed_as_documented, fake_commit, fake_commit_with_failure, node
+from tests.harness.ui_pages import (
+    expect_ci_starts_live,
+    expect_failed_as_documented,
+    expect_no_reload,
+    fake_commit,
+    fake_commit_with_failure,
+    node,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 #: CI or CD of a small run on kind (2 cores, a container start per stage).
@@ -52,13 +58,9 @@ def admin(kind: KindCluster) -> Iterator[Page]:
 def test_fake_commit_appears_and_advances_live(admin: Page, kind: KindCluster, screenshots: Path) -> None:
     name = fake_commit(admin)
     FLOW["run"] = name
-    admin.evaluate("window.__noReload = 'still here'")
-    expect(node(admin, "commit")).to_have_attribute("data-state", "Succeeded", timeout=60_000)
-    expect(node(admin, "ci-tests")).to_have_attribute(
-        "data-state", re.compile("Running|Succeeded"), timeout=60_000
-    )
+    expect_ci_starts_live(admin, timeout_ms=60_000)
     expect(admin.locator("#run-phase")).to_have_text("AwaitingCD", timeout=STAGE_TIMEOUT_MS)
-    assert admin.evaluate("window.__noReload") == "still here", "the page reloaded"
+    expect_no_reload(admin)
     admin.screenshot(path=str(screenshots / "01-run-awaiting-cd.png"), full_page=True)
     assert kind.get("cpr", name)["status"]["phase"] == "AwaitingCD"
 

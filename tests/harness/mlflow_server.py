@@ -21,8 +21,10 @@ from tests.harness.chart import mlflow_server_command, uri_scheme
 from tests.harness.control_plane import die_with_parent, free_port, http_ok, stop_process_group
 
 __all__ = [
+    "LocalHttpService",
     "MlflowServer",
     "ServiceError",
+    "ServiceOwner",
     "ServiceProcess",
     "chart_server_argv",
     "http_ok",
@@ -84,6 +86,27 @@ class ServiceProcess:
             self.process = None
 
 
+class ServiceOwner:
+    """Mixin for a harness wrapper around the :class:`ServiceProcess` it started (`service`)."""
+
+    service: ServiceProcess | None
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+
+
+class LocalHttpService(ServiceOwner):
+    """A :class:`ServiceOwner` whose service answers HTTP on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 def chart_server_argv(backend_store_uri: str, artifacts_destination: str, port: int) -> list[str]:
     """The chart's own `mlflow server` argument list (helm/claimops, the `embedded` profile
     for SQLite, else `external`) with the cluster-specific values replaced by local ones.
@@ -128,7 +151,7 @@ def chart_server_argv(backend_store_uri: str, artifacts_destination: str, port: 
 
 
 @dataclass
-class MlflowServer:
+class MlflowServer(LocalHttpService):
     """`mlflow server` started with the chart's arguments (:func:`chart_server_argv`) on a
     local backend store and artifact destination."""
 
@@ -140,10 +163,6 @@ class MlflowServer:
     port: int = field(default_factory=free_port)
     service: ServiceProcess | None = field(default=None, init=False)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self, timeout: float = 90) -> MlflowServer:
         argv = chart_server_argv(self.backend_store_uri, self.artifacts_destination, self.port)
         # No job runner/huey consumers: the stages run no server-side jobs, and on two cores
@@ -152,10 +171,6 @@ class MlflowServer:
         self.service = ServiceProcess("mlflow server", argv, self.workdir / "mlflow-server.log", env).start()
         self.service.wait_until(lambda: http_ok(self.url + "/health"), timeout)
         return self
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
 
     def client_env(self) -> dict[str, str]:
         """What a stage process needs to talk to this server (only the tracking URI: the

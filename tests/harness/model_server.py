@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.control_plane import REPO_ROOT, free_port
-from tests.harness.mlflow_server import ServiceProcess
+from tests.harness.mlflow_server import LocalHttpService, ServiceProcess
 
 SERVING_MODULE = "claimops_stages.serving"
 
@@ -87,7 +87,7 @@ def http_json(
 
 
 @dataclass
-class ModelServer:
+class ModelServer(LocalHttpService):
     """One `python -m claimops_stages.serving` process."""
 
     tracking_uri: str
@@ -99,10 +99,6 @@ class ModelServer:
     env: Mapping[str, str] = field(default_factory=dict)
     port: int = field(default_factory=free_port)
     service: ServiceProcess | None = field(default=None, init=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
         which = ["--model-version", self.version] if self.version else ["--model-alias", str(self.alias)]
@@ -153,11 +149,6 @@ class ModelServer:
 
     def log_tail(self) -> str:
         return self.service.log_tail() if self.service else ""
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.control_plane import cache_dir, free_port, pinned_versions
-from tests.harness.mlflow_server import ServiceError, ServiceProcess, http_ok
+from tests.harness.mlflow_server import ServiceError, ServiceOwner, ServiceProcess, http_ok
 
 BUILD_COMMAND = "tests/cluster/build.sh"
 REGION = "us-east-1"
@@ -31,7 +31,7 @@ def minio_binary() -> Path:
 
 
 @dataclass
-class MinioServer:
+class MinioServer(ServiceOwner):
     workdir: Path
     port: int = field(default_factory=free_port)
     access_key: str = field(default_factory=lambda: "claimops-" + secrets.token_hex(4))
@@ -60,11 +60,6 @@ class MinioServer:
         self.service = ServiceProcess("minio", argv, self.workdir / "minio.log", env).start()
         self.service.wait_until(lambda: http_ok(self.endpoint + "/minio/health/live"), timeout)
         return self
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
 
     def client(self) -> Any:
         import boto3

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.control_plane import free_port
-from tests.harness.mlflow_server import ServiceProcess, http_ok
+from tests.harness.mlflow_server import ServiceOwner, ServiceProcess, http_ok
 
 
 @dataclass
-class OperatorProcess:
+class OperatorProcess(ServiceOwner):
     kubeconfig: Path
     namespace: str
     mlflow_tracking_uri: str
@@ -53,11 +53,6 @@ class OperatorProcess:
         if self.service is not None and self.service.process is not None:
             os.killpg(self.service.process.pid, signal.SIGKILL)
             self.service.process.wait()
-            self.service = None
-
-    def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
             self.service = None
 
     def log(self) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tests.harness.chart import mlflow_backend_scheme
 from tests.harness.control_plane import free_port
-from tests.harness.mlflow_server import ServiceError, ServiceProcess
+from tests.harness.mlflow_server import ServiceError, ServiceOwner, ServiceProcess
 
 OS_USER = "postgres"
 DATABASE = "mlflow"
@@ -37,7 +37,7 @@ def bin_dir() -> Path:
 
 
 @dataclass
-class Postgres:
+class Postgres(ServiceOwner):
     port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     root: Path | None = None
@@ -106,9 +106,7 @@ class Postgres:
         return self._psql(sql, DATABASE)
 
     def stop(self) -> None:
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
+        super().stop()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None

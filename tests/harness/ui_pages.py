@@ -27,6 +27,22 @@ def fake_commit(page: Page, rows: int = 5000, trees: int = 50) -> str:
     return page.url.split("/ui/runs/")[1].split("?")[0]
 
 
+def expect_ci_starts_live(page: Page, timeout_ms: int) -> None:
+    """On a new run's page: mark the page (for :func:`expect_no_reload`), then the DAG shows
+    `commit` Succeeded and `ci-tests` started (Running, or already Succeeded) within
+    `timeout_ms` each."""
+    page.evaluate("window.__noReload = 'still here'")
+    expect(node(page, "commit")).to_have_attribute("data-state", "Succeeded", timeout=timeout_ms)
+    expect(node(page, "ci-tests")).to_have_attribute(
+        "data-state", re.compile("Running|Succeeded"), timeout=timeout_ms
+    )
+
+
+def expect_no_reload(page: Page) -> None:
+    """The page marked by :func:`expect_ci_starts_live` has not been reloaded since."""
+    assert page.evaluate("window.__noReload") == "still here", "the page reloaded"
+
+
 def fake_commit_with_failure(page: Page, mode: FailureMode) -> str:
     """Switch the failure toggle `mode` on, start a run, switch it off again (also when the
     commit fails, so later tests see the default); the run's name."""

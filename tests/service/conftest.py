@@ -118,6 +118,19 @@ def commit_inputs(run: str, sha: str, **overrides: object) -> StageInputs:
     return replace(BASE_INPUTS, run=run, commit_sha=sha, requested_by="service-test", **overrides)  # type: ignore[arg-type]
 
 
+#: Each commit's stage runs by stage name, under "first" and "second".
+Commits = dict[str, dict[str, StageRun]]
+
+
+def run_two_commits(runner: StageRunner, first: tuple[str, str], second: tuple[str, str]) -> Commits:
+    """Every stage for two commits, given as (run, sha): the second changes the model (more
+    trees), not the data."""
+    return {
+        "first": runner.run_commit(commit_inputs(*first)),
+        "second": runner.run_commit(commit_inputs(*second, n_estimators=60)),
+    }
+
+
 @pytest.fixture(scope="session")
 def sqlite_mlflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
     workdir = tmp_path_factory.mktemp("mlflow-sqlite")

@@ -9,18 +9,21 @@ from claimops_stages.claims import generate_claims
 from claimops_stages.training import model_frame
 from tests.harness.object_store import MinioServer
 from tests.harness.postgres import Postgres
-from tests.service.conftest import ARTIFACT_BUCKET, COMMIT_STAGES, MODEL, StageRun, StageRunner, commit_inputs
+from tests.service.conftest import (
+    ARTIFACT_BUCKET,
+    COMMIT_STAGES,
+    MODEL,
+    Commits,
+    StageRunner,
+    run_two_commits,
+)
 
 pytestmark = pytest.mark.service
-
-Commits = dict[str, dict[str, StageRun]]
 
 
 @pytest.fixture(scope="module")
 def two_commits(postgres_runner: StageRunner) -> Commits:
-    first = postgres_runner.run_commit(commit_inputs("pg-1", "1a2b3c4"))
-    second = postgres_runner.run_commit(commit_inputs("pg-2", "5d6e7f8", n_estimators=60))
-    return {"first": first, "second": second}
+    return run_two_commits(postgres_runner, ("pg-1", "1a2b3c4"), ("pg-2", "5d6e7f8"))
 
 
 def test_both_commits_pass_every_stage(two_commits: Commits) -> None:

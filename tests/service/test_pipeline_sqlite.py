@@ -14,19 +14,14 @@ import pytest
 from claimops_stages.claims import generate_claims
 from claimops_stages.contract import FAILURE_REASONS, FailureMode
 from claimops_stages.training import model_frame
-from tests.service.conftest import COMMIT_STAGES, MODEL, StageRun, StageRunner, commit_inputs
+from tests.service.conftest import COMMIT_STAGES, MODEL, Commits, StageRunner, commit_inputs, run_two_commits
 
 pytestmark = pytest.mark.service
-
-Commits = dict[str, dict[str, StageRun]]
 
 
 @pytest.fixture(scope="module")
 def two_commits(sqlite_runner: StageRunner) -> Commits:
-    first = sqlite_runner.run_commit(commit_inputs("cpr-1", "a1b2c3d"))
-    # The second commit changes the model (more trees), not the data.
-    second = sqlite_runner.run_commit(commit_inputs("cpr-2", "e4f5a6b", n_estimators=60))
-    return {"first": first, "second": second}
+    return run_two_commits(sqlite_runner, ("cpr-1", "a1b2c3d"), ("cpr-2", "e4f5a6b"))
 
 
 @pytest.mark.parametrize("commit", ["first", "second"])

@@ -106,6 +106,21 @@ SERVING_2 = {
 }
 
 
+def rollback_requested(role: str = "production", **rollback: str) -> dict[str, Any]:
+    """A ModelDeployment serving version 2 (after 1) with rollback request r1 in its spec."""
+    return mdep(role=role, status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1", **rollback})
+
+
+#: SERVING_2 after rollback request r1 was handled: version 1 serves again.
+ROLLED_BACK_TO_1 = {
+    **SERVING_2,
+    "servingVersion": "1",
+    "rolledBackFrom": "2",
+    "rolledBackTo": "1",
+    "observedRollbackRequestId": "r1",
+}
+
+
 MISSING = "registry.invalid/claimops/stages:missing"
 
 
@@ -189,7 +204,7 @@ CASES = [
     ),
     Case(
         "production-rollback-starts-a-job-first",
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         rollout="settled",
         rollback_job=True,
         events=["Normal/RollbackStarted"],
@@ -197,14 +212,14 @@ CASES = [
     ),
     Case(
         "production-rollback-waits-for-its-job",
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         rollout="settled",
         job=rollback_job("Active"),
         serving="2",
     ),
     Case(
         "production-rollback-serves-what-the-registry-chose",
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         rollout="settled",
         job=rollback_job("Succeeded", version="1"),
         apply="1",
@@ -215,7 +230,7 @@ CASES = [
     ),
     Case(
         "failed-rollback-keeps-serving-and-says-why",
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         rollout="settled",
         job=rollback_job("Failed", passed=False),
         ready=("True", "Serving"),
@@ -225,7 +240,7 @@ CASES = [
     ),
     Case(
         "staging-rollback-goes-to-the-previous-version-without-a-job",
-        mdep(role="staging", status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested("staging"),
         rollout="settled",
         apply="1",
         ready=("False", "RollingOut"),
@@ -235,7 +250,7 @@ CASES = [
     ),
     Case(
         "staging-rollback-to-a-named-version",
-        mdep(role="staging", status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1", "toVersion": "7"}),
+        rollback_requested("staging", toVersion="7"),
         rollout="settled",
         apply="7",
         ready=("False", "RollingOut"),
@@ -258,33 +273,14 @@ CASES = [
     ),
     Case(
         "a-handled-rollback-request-is-not-repeated",
-        mdep(
-            status={
-                **copy.deepcopy(SERVING_2),
-                "servingVersion": "1",
-                "rolledBackFrom": "2",
-                "rolledBackTo": "1",
-                "observedRollbackRequestId": "r1",
-            },
-            rollback={"requestId": "r1"},
-        ),
+        mdep(status=copy.deepcopy(ROLLED_BACK_TO_1), rollback={"requestId": "r1"}),
         rollout="settled-on-1",
         ready=("True", "Serving"),
         serving="1",
     ),
     Case(
         "the-next-promotion-ends-the-rollback",
-        mdep(
-            version="3",
-            status={
-                **copy.deepcopy(SERVING_2),
-                "servingVersion": "1",
-                "rolledBackFrom": "2",
-                "rolledBackTo": "1",
-                "observedRollbackRequestId": "r1",
-            },
-            rollback={"requestId": "r1"},
-        ),
+        mdep(version="3", status=copy.deepcopy(ROLLED_BACK_TO_1), rollback={"requestId": "r1"}),
         rollout="settled-on-1",
         apply="3",
         ready=("False", "RollingOut"),
@@ -369,7 +365,7 @@ CASES += [
     ),
     Case(
         "a-rollback-job-that-cannot-pull-is-refused-at-once",
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         rollout="settled",
         job=ObservedJob(
             "rollback",
@@ -449,7 +445,7 @@ def test_a_stuck_model_server_says_which_image_and_why() -> None:
         ("Warning", "ImagePullFailed", expected)
     ]
     rolled_back = decide_serving(
-        mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"}),
+        rollback_requested(),
         None,
         ObservedJob("rollback", 1, "rb", "Active", waiting=waiting("ImagePullBackOff", MISSING)),
         NOW,
@@ -459,7 +455,7 @@ def test_a_stuck_model_server_says_which_image_and_why() -> None:
 
 
 def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:
-    body = mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"})
+    body = rollback_requested()
     first = decide_serving(body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE)
     body["status"] = first.status
     settled = rollout_for(body, Target("1", None))
@@ -482,7 +478,7 @@ def test_a_completed_rollback_is_recorded_in_history_as_a_rollback() -> None:
 
 
 def test_a_promotion_before_the_rollback_target_serves_supersedes_the_rollback() -> None:
-    body = mdep(status=copy.deepcopy(SERVING_2), rollback={"requestId": "r1"})
+    body = rollback_requested()
     body["status"] = decide_serving(
         body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE
     ).status

@@ -119,6 +119,11 @@ def job(
     )
 
 
+def unavailable(stage: str = "mlflow-log", attempt: int = 1, finished: float = 0.0) -> ObservedJob:
+    """A Job that failed because MLflow could not be reached: a retryable failure."""
+    return job(stage, attempt, "Failed", failed(stage, "MLflowUnavailable"), finished=finished)
+
+
 def nojob(
     stage: str, attempt: int = 1, state: JobState = "Failed", failure_reason: str = "BackoffLimitExceeded"
 ) -> ObservedJob:
@@ -297,6 +302,9 @@ def play(case: Case) -> tuple[World, Decision]:
 
 
 N, W = "Normal", "Warning"
+#: The Events of a stage failure that ends the run, and of a gate that rejects it.
+RUN_FAILED = [f"{W}/StageFailed", f"{W}/RunFailed"]
+RUN_REJECTED = [f"{W}/GateRejected", f"{W}/RunRejected"]
 CI_FAILURE_CONDITIONS = {"Approved": ("False", "NotReached"), "Deployed": ("False", "NotReached")}
 
 CASES: list[Case] = [
@@ -435,7 +443,7 @@ CASES: list[Case] = [
         phase="Rejected",
         stage="full-train",
         states={"full-train": "Skipped", "evaluate-vs-champion": "Skipped", "promote-production": "Skipped"},
-        events=[f"{W}/GateRejected", f"{W}/RunRejected"],
+        events=RUN_REJECTED,
         conditions={
             "Succeeded": ("False", "ApprovalTimeout"),
             "CIPassed": ("True", "Passed"),
@@ -503,7 +511,7 @@ CASES: list[Case] = [
             "shadow-monitor": "Skipped",
             "promote-production": "Skipped",
         },
-        events=[f"{W}/GateRejected", f"{W}/RunRejected"],
+        events=RUN_REJECTED,
         conditions={
             "Succeeded": ("False", "Rejected"),
             "Approved": ("False", "Rejected"),
@@ -518,7 +526,7 @@ CASES: list[Case] = [
         stage="manual-approval",
         states={"manual-approval": "Failed", "deploy-staging": "Skipped"},
         fields={"manual-approval": {"reason": "ApprovalTimeout"}},
-        events=[f"{W}/GateRejected", f"{W}/RunRejected"],
+        events=RUN_REJECTED,
         conditions={"Succeeded": ("False", "ApprovalTimeout"), "Approved": ("False", "ApprovalTimeout")},
     ),
     # --- deploy-staging -----------------------------------------------------------------
@@ -577,7 +585,7 @@ CASES: list[Case] = [
         stage="shadow-monitor",
         states={"shadow-monitor": "Failed", "promote-production": "Skipped"},
         fields={"shadow-monitor": {"reason": "StageTimeout"}},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "StageTimeout")},
     ),
     Case(
@@ -589,7 +597,7 @@ CASES: list[Case] = [
         phase="Failed",
         stage="deploy-staging",
         states={"deploy-staging": "Failed", "shadow-monitor": "Skipped"},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "StageTimeout"), "Deployed": ("False", "StageTimeout")},
     ),
     Case(
@@ -607,7 +615,7 @@ CASES: list[Case] = [
     Case(
         "retryable-failure-waits-for-backoff",
         at="mlflow-log",
-        jobs=[job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))],
+        jobs=[unavailable()],
         after=4,
         stage="mlflow-log",
         states={"mlflow-log": "Running"},
@@ -619,7 +627,7 @@ CASES: list[Case] = [
     Case(
         "retry-after-backoff-creates-attempt-2",
         at="mlflow-log",
-        jobs=[job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))],
+        jobs=[unavailable()],
         after=10,
         stage="mlflow-log",
         fields={"mlflow-log": {"attempt": 2, "job": "demo-mlflow-log-2"}},
@@ -629,7 +637,7 @@ CASES: list[Case] = [
     Case(
         "retry-event-is-emitted-once-during-backoff",
         at="mlflow-log",
-        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=2)],
+        history=[Obs([unavailable()], after=2)],
         after=5,
         stage="mlflow-log",
         requeue=5,
@@ -637,7 +645,7 @@ CASES: list[Case] = [
     Case(
         "failed-job-deleted-during-backoff-is-retried-at-once",
         at="mlflow-log",
-        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=2)],
+        history=[Obs([unavailable()], after=2)],
         gone=["demo-mlflow-log-1"],
         after=5,
         stage="mlflow-log",
@@ -649,10 +657,8 @@ CASES: list[Case] = [
         "second-attempt-backs-off-twice-as-long",
         at="quick-train",
         spec="retries: 2",
-        history=[
-            Obs([job("quick-train", 1, "Failed", failed("quick-train", "MLflowUnavailable"))], after=10)
-        ],
-        jobs=[job("quick-train", 2, "Failed", failed("quick-train", "MLflowUnavailable"), finished=30)],
+        history=[Obs([unavailable("quick-train")], after=10)],
+        jobs=[unavailable("quick-train", 2, finished=30)],
         after=45,
         stage="quick-train",
         fields={"quick-train": {"attempt": 2, "reason": "RetryBackoff"}},
@@ -662,14 +668,14 @@ CASES: list[Case] = [
     Case(
         "retries-exhausted-fails-the-run",
         at="mlflow-log",
-        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=10)],
-        jobs=[job("mlflow-log", 2, "Failed", failed("mlflow-log", "MLflowUnavailable"), finished=40)],
+        history=[Obs([unavailable()], after=10)],
+        jobs=[unavailable(attempt=2, finished=40)],
         after=40,
         phase="Failed",
         stage="mlflow-log",
         states={"mlflow-log": "Failed", "full-train": "Skipped"},
         fields={"mlflow-log": {"attempt": 2, "reason": "MLflowUnavailable"}},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={
             "Succeeded": ("False", "MLflowUnavailable"),
             "CIPassed": ("False", "MLflowUnavailable"),
@@ -680,11 +686,11 @@ CASES: list[Case] = [
         "MLflowConnection-injection-with-no-retries-fails-with-MLflowUnavailable",
         at="mlflow-log",
         spec="{retries: 0, failureInjection: [MLflowConnection]}",
-        jobs=[job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))],
+        jobs=[unavailable()],
         phase="Failed",
         stage="mlflow-log",
         states={"mlflow-log": "Failed"},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "MLflowUnavailable"), "CIPassed": ("False", "MLflowUnavailable")},
     ),
     # --- deterministic failures are not retried (retries: 3) ----------------------------
@@ -698,7 +704,7 @@ CASES: list[Case] = [
             stage=stage,
             states={stage: "Failed"},
             fields={stage: {"reason": reason, "attempt": 1}},
-            events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+            events=RUN_FAILED,
             conditions={"Succeeded": ("False", reason), **({"CIPassed": ("False", reason)} if ci else {})},
         )
         for stage, reason, injection, ci in [
@@ -729,7 +735,7 @@ CASES: list[Case] = [
         phase="Failed",
         stage="full-train",
         states={"full-train": "Failed"},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "StageTimeout"), "CIPassed": ("True", "Passed")},
     ),
     Case(
@@ -739,7 +745,7 @@ CASES: list[Case] = [
         jobs=[nojob("quick-train")],
         phase="Failed",
         stage="quick-train",
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "JobFailed"), "CIPassed": ("False", "JobFailed")},
     ),
     Case(
@@ -750,7 +756,7 @@ CASES: list[Case] = [
         phase="Failed",
         stage="quick-train",
         conditions={"Succeeded": ("False", "JobFailed")},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
     ),
     Case(
         "succeeded-job-with-failed-result-is-a-failure",
@@ -759,7 +765,7 @@ CASES: list[Case] = [
         phase="Failed",
         stage="ci-tests",
         states={"ci-tests": "Failed", "data-validation": "Skipped"},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "CITestsFailed"), **CI_FAILURE_CONDITIONS},
     ),
     # --- containers that cannot start: fail at once, never retried (retries: 3) --------
@@ -776,7 +782,7 @@ CASES: list[Case] = [
             fields={stage: {"reason": reason, "attempt": 1, "job": f"demo-{stage}-1"}},
             # The pod would keep trying until the Job's deadline: the Job goes.
             actions=[("DeleteJob", f"demo-{stage}-1")],
-            events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+            events=RUN_FAILED,
             conditions={"Succeeded": ("False", reason), "CIPassed": ci},
         )
         for kubelet, reason, stage, nxt, ci in [
@@ -828,7 +834,7 @@ CASES: list[Case] = [
     Case(
         "image-pull-failure-on-a-retry-attempt-fails-that-attempt",
         at="mlflow-log",
-        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=10)],
+        history=[Obs([unavailable()], after=10)],
         jobs=[stuck("mlflow-log", "ImagePullBackOff", attempt=2)],
         after=30,
         phase="Failed",
@@ -836,7 +842,7 @@ CASES: list[Case] = [
         states={"mlflow-log": "Failed"},
         fields={"mlflow-log": {"reason": "ImagePullFailed", "attempt": 2}},
         actions=[("DeleteJob", "demo-mlflow-log-2")],
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "ImagePullFailed")},
     ),
     *[
@@ -862,7 +868,7 @@ CASES: list[Case] = [
         stage="deploy-staging",
         states={"deploy-staging": "Failed", "shadow-monitor": "Skipped", "promote-production": "Skipped"},
         fields={"deploy-staging": {"reason": "ImagePullFailed"}},
-        events=[f"{W}/StageFailed", f"{W}/RunFailed"],
+        events=RUN_FAILED,
         conditions={"Succeeded": ("False", "ImagePullFailed"), "Deployed": ("False", "ImagePullFailed")},
     ),
     Case(
@@ -967,7 +973,7 @@ CASES: list[Case] = [
         "attempt-2-job-is-adopted-when-status-says-attempt-1",
         at="mlflow-log",
         jobs=[
-            job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable")),
+            unavailable(),
             job("mlflow-log", 2, "Active"),
         ],
         after=30,
@@ -980,7 +986,7 @@ CASES: list[Case] = [
         "stale-informer-showing-only-attempt-1-does-not-fail-attempt-2",
         at="mlflow-log",
         spec="retries: 1",
-        history=[Obs([job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))], after=10)],
+        history=[Obs([unavailable()], after=10)],
         after=20,
         stage="mlflow-log",
         states={"mlflow-log": "Running"},
@@ -1065,7 +1071,7 @@ PHASES: list[Case] = [
     Case(
         "RetryBackoff",
         at="mlflow-log",
-        jobs=[job("mlflow-log", 1, "Failed", failed("mlflow-log", "MLflowUnavailable"))],
+        jobs=[unavailable()],
     ),
     Case("Succeeded", at="end", phase="Succeeded"),
     Case(

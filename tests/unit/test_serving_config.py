@@ -57,44 +57,25 @@ def test_parses(argv: list[str], env: dict[str, str], expected: dict[str, object
     assert {k: getattr(config, k) for k in expected} == expected
 
 
+#: A valid command line: a model name and a version.
+M1 = ["--model-name", "m", "--model-version", "1"]
+
+
+def ab(challenger: str, percent: str) -> list[str]:
+    """`M1` with an A/B challenger version and a traffic percentage."""
+    return [*M1, "--ab-challenger-version", challenger, "--ab-traffic-percent", percent]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         pytest.param(["--model-version", "1"], id="no-name"),
         pytest.param(["--model-name", "m"], id="no-version-or-alias"),
-        pytest.param(["--model-name", "m", "--model-version", "1", "--model-alias", "champion"], id="both"),
-        pytest.param(
-            ["--model-name", "m", "--model-version", "1", "--ab-challenger-version", "2"], id="ab-no-percent"
-        ),
-        pytest.param(
-            ["--model-name", "m", "--model-version", "1", "--ab-traffic-percent", "5"], id="percent-no-ab"
-        ),
-        pytest.param(
-            [
-                "--model-name",
-                "m",
-                "--model-version",
-                "1",
-                "--ab-challenger-version",
-                "2",
-                "--ab-traffic-percent",
-                "101",
-            ],
-            id="percent-over-100",
-        ),
-        pytest.param(
-            [
-                "--model-name",
-                "m",
-                "--model-version",
-                "1",
-                "--ab-challenger-version",
-                "1",
-                "--ab-traffic-percent",
-                "5",
-            ],
-            id="challenger-is-primary",
-        ),
+        pytest.param([*M1, "--model-alias", "champion"], id="both"),
+        pytest.param([*M1, "--ab-challenger-version", "2"], id="ab-no-percent"),
+        pytest.param([*M1, "--ab-traffic-percent", "5"], id="percent-no-ab"),
+        pytest.param(ab("2", "101"), id="percent-over-100"),
+        pytest.param(ab("1", "5"), id="challenger-is-primary"),
     ],
 )
 def test_refuses(argv: list[str]) -> None:
