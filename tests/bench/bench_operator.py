@@ -12,6 +12,7 @@ operator), not training time. Runs stop at the approval gate.
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
 import json
 import statistics
@@ -139,7 +140,12 @@ def measure(plane: ControlPlane, workdir: Path, runs: int, namespace: str) -> di
                 break
             time.sleep(0.5)
         else:
-            raise RuntimeError("runs did not reach AwaitingApproval in time")
+            phases = collections.Counter((r.get("status") or {}).get("phase") for r in listing)
+            stuck = next(r for r in listing if (r.get("status") or {}).get("phase") != "AwaitingApproval")
+            raise RuntimeError(
+                f"runs did not reach AwaitingApproval in time: phases {dict(phases)}; "
+                f"{stuck['metadata']['name']}: {json.dumps(stuck.get('status'))[:1500]}"
+            )
         elapsed = time.perf_counter() - started
         time.sleep(1.0)  # let the last status writes land before counting
         metrics = urllib.request.urlopen(operator.metrics_url, timeout=5).read().decode()

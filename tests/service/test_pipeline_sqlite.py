@@ -8,6 +8,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import mlflow.artifacts
 import numpy as np
 import pytest
 
@@ -109,11 +110,17 @@ def test_training_run_is_tagged_explained_and_loadable(
     assert "TreeSHAP" in run.data.params["shap_method"]
     plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"plots/shap_summary.png", "plots/feature_importance.png"}
-    # The requirements are the image's own pins, not MLflow's guess.
-    requirements = Path(client.download_artifacts(run.info.run_id, "model/requirements.txt", str(tmp_path)))
+    model = sqlite_runner.load_model(f"models:/{MODEL}/1")
+    # The requirements are the image's own pins, not MLflow's guess (load_model set the URI).
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{MODEL}/1/requirements.txt",
+            dst_path=str(tmp_path),
+            tracking_uri=sqlite_runner.tracking_uri,
+        )
+    )
     pins = set(requirements.read_text().split())
     assert {f"{d}=={importlib.metadata.version(d)}" for d in ("mlflow", "scikit-learn", "skops")} <= pins
-    model = sqlite_runner.load_model(f"models:/{MODEL}/1")
     proba = model.predict_proba(model_frame(generate_claims(50, seed=5)))[:, 1]
     assert ((proba >= 0) & (proba <= 1)).all()
     assert np.ptp(proba) > 0.1  # it discriminates
