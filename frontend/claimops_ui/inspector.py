@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from claimops_stages import contract
+
 from .deps import Services
 from .errors import NotFound, UiError
-from .views import stage_config, stage_entries
+from .views import stage_code, stage_config, stage_entries
 
 SHAP_ARTIFACT = "plots/shap_summary.png"
+TABS = ("code", "config", "logs", "outputs")
 
 
 def _entry(run: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -107,3 +110,30 @@ def outputs_for(svc: Services, run: dict[str, Any], stage: str) -> dict[str, Any
             if any(a["path"] == SHAP_ARTIFACT for a in artifacts):
                 result["shapImage"] = f"/mlflow/artifacts/{run_id}/{SHAP_ARTIFACT}"
     return result
+
+
+def view(svc: Services, run: dict[str, Any], stage: str, tab: str) -> dict[str, Any]:
+    """The inspector fragment's context; an unknown stage or tab falls back to the first one."""
+    stage = stage if stage in contract.stage_names() else "commit"
+    tab = tab if tab in TABS else "code"
+    data: dict[str, Any] = {}
+    error = None
+    try:
+        if tab == "code":
+            data = stage_code(stage)
+        elif tab == "config":
+            data = config_for(svc, run, stage)
+        elif tab == "logs":
+            data = logs_for(svc, run, stage)
+        else:
+            data = outputs_for(svc, run, stage)
+    except UiError as exc:
+        error = exc.detail
+    return {
+        "stage": stage,
+        "title": contract.stage(stage).title,
+        "tab": tab,
+        "tabs": TABS,
+        "data": data,
+        "error": error,
+    }

@@ -233,6 +233,29 @@ def champion_view(
     return {"model": model, "champion": champion, "challenger": challenger, "mlflowUi": mlflow_ui}
 
 
+#: The metrics the MLflow page's run table shows, in column order.
+MLFLOW_METRIC_COLUMNS = ("auc_roc", "f1", "accuracy", "candidate_auc", "ci_auc_roc")
+
+
+def mlflow_overview(
+    model: str,
+    runs: list[dict[str, Any]],
+    champion: dict[str, Any] | None,
+    challenger: dict[str, Any] | None,
+    versions: list[dict[str, Any]],
+    error: str | None,
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "runs": runs,
+        "champion": champion,
+        "challenger": challenger,
+        "versions": versions,
+        "error": error,
+        "metric_keys": list(MLFLOW_METRIC_COLUMNS),
+    }
+
+
 def mlflow_run_detail(run: Mapping[str, Any], artifacts: list[dict[str, Any]], link: str) -> dict[str, Any]:
     return {**run, "artifacts": artifacts, "link": link}
 

@@ -21,11 +21,17 @@ from ..actions import RollbackRequest, RunRequest
 from ..deps import RunName, Services, Svc, User, current_user
 from ..errors import InvalidInput, UiError
 from ..mlflow_gateway import CHALLENGER, CHAMPION
-from ..views import deployment_list, failure_list, run_page_context, run_summary, sort_runs, stage_code
+from ..views import (
+    deployment_list,
+    failure_list,
+    mlflow_overview,
+    run_page_context,
+    run_summary,
+    sort_runs,
+)
 from .mlflow import MODEL
 
 router = APIRouter(include_in_schema=False)
-TABS = ("code", "config", "logs", "outputs")
 
 
 def context(request: Request, svc: Services, nav: str, **extra: Any) -> dict[str, Any]:
@@ -148,7 +154,7 @@ def run_page(
 ) -> HTMLResponse:
     run = svc.kube.get_run(name)
     ctx = run_page_context(run, stage)
-    inspected = _inspector_ctx(svc, run, ctx["stage"], tab)
+    inspected = inspector.view(svc, run, ctx["stage"], tab)
     ctx.update(inspected)
     return render(request, svc, "run.html", "runs", **ctx)
 
@@ -164,38 +170,12 @@ def run_live(
     )
 
 
-def _inspector_ctx(svc: Services, run: dict[str, Any], stage: str, tab: str) -> dict[str, Any]:
-    stage = stage if stage in contract.stage_names() else "commit"
-    tab = tab if tab in TABS else "code"
-    data: dict[str, Any] = {}
-    error = None
-    try:
-        if tab == "code":
-            data = stage_code(stage)
-        elif tab == "config":
-            data = inspector.config_for(svc, run, stage)
-        elif tab == "logs":
-            data = inspector.logs_for(svc, run, stage)
-        else:
-            data = inspector.outputs_for(svc, run, stage)
-    except UiError as exc:
-        error = exc.detail
-    return {
-        "stage": stage,
-        "title": contract.stage(stage).title,
-        "tab": tab,
-        "tabs": TABS,
-        "data": data,
-        "error": error,
-    }
-
-
 @router.get("/ui/fragments/runs/{name}/inspector/{stage}")
 def inspector_fragment(
     request: Request, name: RunName, stage: Annotated[str, Path(max_length=64)], svc: Svc, tab: str = "code"
 ) -> HTMLResponse:
     run = svc.kube.get_run(name)
-    ctx = {"run": run_summary(run), **_inspector_ctx(svc, run, stage, tab)}
+    ctx = {"run": run_summary(run), **inspector.view(svc, run, stage, tab)}
     return svc.templates.TemplateResponse(request, "_inspector.html", ctx)
 
 
@@ -204,10 +184,10 @@ def inspector_fragment(
 
 @router.get("/ui/mlflow")
 def mlflow_page(request: Request, svc: Svc) -> HTMLResponse:
-    error = None
     runs: list[dict[str, Any]] = []
     champion = challenger = None
     versions: list[dict[str, Any]] = []
+    error = None
     try:
         runs = svc.mlflow.search_runs(max_results=100)
         champion = svc.mlflow.alias(MODEL, CHAMPION)
@@ -215,11 +195,8 @@ def mlflow_page(request: Request, svc: Svc) -> HTMLResponse:
         versions = svc.mlflow.model_versions(MODEL)
     except UiError as exc:
         error = exc.detail
-    metric_keys = ["auc_roc", "f1", "accuracy", "candidate_auc", "ci_auc_roc"]
-    return render(
-        request, svc, "mlflow.html", "mlflow", runs=runs, champion=champion, challenger=challenger,
-        versions=versions, error=error, metric_keys=metric_keys, model=MODEL,
-    )  # fmt: skip
+    view = mlflow_overview(MODEL, runs, champion, challenger, versions, error)
+    return render(request, svc, "mlflow.html", "mlflow", **view)
 
 
 @router.get("/ui/mlflow/runs/{run_id}")
