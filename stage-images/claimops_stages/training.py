@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata
-import multiprocessing
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,7 +212,7 @@ def shap_summary(
         subset.estimators_ = forest.estimators_[:trees]
         subset.n_estimators = trees
     explainer = shap.TreeExplainer(subset, feature_perturbation="tree_path_dependent")
-    values = _tree_shap_values(explainer, encoded_sample)
+    values = np.asarray(explainer.shap_values(encoded_sample, check_additivity=False))
     if values.ndim == 3:  # (rows, columns, classes) in recent shap: keep class 1 (Approved)
         values = values[:, :, 1]
     _, groups = _feature_groups(pipeline)
@@ -237,33 +235,6 @@ def shap_summary(
         method="exact TreeSHAP (tree_path_dependent) on a tree subset",
         seconds=time.perf_counter() - started,
     )
-
-
-#: The explainer the forked SHAP workers inherit (set only while a pool is running).
-_EXPLAINER: Any = None
-
-
-def _explain_rows(rows: np.ndarray) -> np.ndarray:
-    return np.asarray(_EXPLAINER.shap_values(rows, check_additivity=False))
-
-
-def _tree_shap_values(explainer: Any, encoded: np.ndarray) -> np.ndarray:
-    """SHAP values of `encoded`'s rows, spread over one forked process per usable CPU.
-
-    shap's TreeSHAP is single-threaded C that holds the GIL (threads gain nothing), and each
-    row is explained independently, so splitting the rows gives the same values. Forking
-    shares the fitted trees with the workers instead of pickling them."""
-    global _EXPLAINER
-    workers = min(len(os.sched_getaffinity(0)), len(encoded) // 100)
-    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-        return np.asarray(explainer.shap_values(encoded, check_additivity=False))
-    _EXPLAINER = explainer
-    try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.map(_explain_rows, np.array_split(encoded, workers))
-    finally:
-        _EXPLAINER = None
-    return np.concatenate(parts, axis=0)
 
 
 def plot_feature_importance(importance: dict[str, float], path: Path) -> Path:
