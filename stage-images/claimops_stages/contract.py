@@ -90,6 +90,8 @@ class Reason(StrEnum):
     SHADOW_DISAGREEMENT = "ShadowDisagreement"
     DRIFT_DETECTED = "DriftDetected"
     NO_PREVIOUS_CHAMPION = "NoPreviousChampion"
+    #: The release record could not be stored or tagged: the champion did not move.
+    RELEASE_RECORD_FAILED = "ReleaseRecordFailed"
     INVALID_INPUT = "InvalidInput"
     INTERNAL_ERROR = "InternalError"
 
@@ -315,8 +317,9 @@ STAGES: tuple[Stage, ...] = (
         StageKind.JOB,
         "Promote Production",
         "Make the candidate the champion and serve it in production.",
-        arguments=(*_COMMON_INPUTS, "candidate_version", "requested_by"),
-        outputs=("champion_version", "previous_champion_version"),
+        arguments=(*_COMMON_INPUTS, "candidate_version", "requested_by", "release_context"),
+        # release_*: the in-toto release record (see claimops_stages.release).
+        outputs=("champion_version", "previous_champion_version", "release_digest", "release_uri"),
         serve_after="production",
         needs_serving=True,
     ),
@@ -326,7 +329,7 @@ STAGES: tuple[Stage, ...] = (
         StageKind.JOB,
         "Rollback",
         "Return to the previous champion (any time).",
-        arguments=(*_COMMON_INPUTS, "requested_by"),
+        arguments=(*_COMMON_INPUTS, "requested_by", "reason"),
         outputs=("champion_version", "rolled_back_from_version"),
         in_run=False,
         non_retryable=frozenset({Reason.NO_PREVIOUS_CHAMPION}),
@@ -486,6 +489,10 @@ class StageInputs:
     production_url: str | None = None
     shadow_url: str | None = None
     requested_by: str | None = None
+    # rollback: why (recorded on the version restored).
+    reason: str | None = None
+    # promote-production: the JSON release context (shape in claimops_stages.release).
+    release_context: str | None = None
 
     def to_args(self) -> list[str]:
         """Render as `--flag value` arguments, in field order, omitting unset values."""

@@ -8,7 +8,11 @@ the record a rollback reads (no side database):
   ``promoted_by``, ``promoted_by_pipeline_run``;
 * on the version that lost the alias: ``demoted_at``, ``demoted_by_version``;
 * on a rollback: ``rolled_back_at``/``rolled_back_by``/``rolled_back_to`` on the version
-  rolled back from, and ``restored_at``/``restored_from`` on the version restored.
+  rolled back from, and ``restored_at``/``restored_from``/``restored_by_pipeline_run`` plus
+  ``claimops.rollback.by``/``claimops.rollback.reason`` (who asked, and why) on the version
+  restored (its ``restored_at`` is the rollback's time);
+* the release record of a promotion: ``claimops.release.digest``/``claimops.release.uri``
+  (see :mod:`claimops_stages.release`).
 
 A version restored by rollback keeps its own ``previous_champion``, so rolling back again
 walks further back through the promotions.
@@ -30,6 +34,8 @@ TAG_PROMOTED_AT = "promoted_at"
 TAG_PROMOTED_BY = "promoted_by"
 TAG_PROMOTED_RUN = "promoted_by_pipeline_run"
 TAG_EVALUATION_PASSED = "evaluation_passed"
+TAG_ROLLBACK_BY = "claimops.rollback.by"
+TAG_ROLLBACK_REASON = "claimops.rollback.reason"
 
 
 class RegistryError(RuntimeError):
@@ -47,7 +53,7 @@ class AliasMove:
         return f"{self.alias}: {before} -> v{self.version}"
 
 
-def _now() -> str:
+def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -79,15 +85,29 @@ def set_challenger(client: MlflowClient, name: str, version: str) -> AliasMove:
     return AliasMove(CHALLENGER, version, previous)
 
 
-def promote(client: MlflowClient, name: str, version: str, promoted_by: str, pipeline_run: str) -> AliasMove:
-    """Point `champion` at `version`, recording the previous champion on it."""
+def check_promotable(client: MlflowClient, name: str, version: str) -> dict[str, str]:
+    """The version's tags; RegistryError unless it passed evaluate-vs-champion."""
     tags = version_tags(client, name, version)
     if tags.get(TAG_EVALUATION_PASSED) != "true":
         raise RegistryError(f"version {version} of {name} has not passed evaluate-vs-champion")
+    return tags
+
+
+def promote(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    promoted_by: str,
+    pipeline_run: str,
+    at: str | None = None,
+) -> AliasMove:
+    """Point `champion` at `version`, recording the previous champion on it. `at`: the time
+    to record (the release record's promotedAt), else now."""
+    check_promotable(client, name, version)
     previous = alias_version(client, name, CHAMPION)
     if previous == version:
         return AliasMove(CHAMPION, version, previous)  # promoting twice is a no-op
-    now = _now()
+    now = at or utc_now()
     # History first, alias last: if anything fails before the move, the champion is untouched
     # and the tags merely describe a promotion that will be retried.
     client.set_model_version_tag(name, version, TAG_PREVIOUS_CHAMPION, previous or "")
@@ -103,8 +123,11 @@ def promote(client: MlflowClient, name: str, version: str, promoted_by: str, pip
     return AliasMove(CHAMPION, version, previous)
 
 
-def rollback(client: MlflowClient, name: str, requested_by: str, pipeline_run: str) -> AliasMove:
-    """Point `champion` back at the version it replaced."""
+def rollback(
+    client: MlflowClient, name: str, requested_by: str, pipeline_run: str, reason: str = ""
+) -> AliasMove:
+    """Point `champion` back at the version it replaced; `reason` is recorded on the version
+    restored."""
     current = alias_version(client, name, CHAMPION)
     if current is None:
         raise RegistryError(f"model {name} has no champion to roll back from")
@@ -112,12 +135,15 @@ def rollback(client: MlflowClient, name: str, requested_by: str, pipeline_run: s
     if not target:
         raise RegistryError(f"champion v{current} of {name} has no previous champion")
     version_tags(client, name, target)  # fails clearly if that version was deleted
-    now = _now()
+    now = utc_now()
     client.set_model_version_tag(name, current, "rolled_back_at", now)
     client.set_model_version_tag(name, current, "rolled_back_by", requested_by)
     client.set_model_version_tag(name, current, "rolled_back_to", target)
     client.set_model_version_tag(name, target, "restored_at", now)
     client.set_model_version_tag(name, target, "restored_from", current)
     client.set_model_version_tag(name, target, "restored_by_pipeline_run", pipeline_run)
+    # Always set: a version restored before keeps no stale reason from that rollback.
+    client.set_model_version_tag(name, target, TAG_ROLLBACK_BY, requested_by)
+    client.set_model_version_tag(name, target, TAG_ROLLBACK_REASON, reason)
     client.set_registered_model_alias(name, CHAMPION, target)
     return AliasMove(CHAMPION, target, current)

@@ -8,6 +8,7 @@ shows these functions' source as "the step's code", so they read top to bottom; 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from typing import Any, cast
 
 import httpx
 import mlflow
+import mlflow.artifacts
 import mlflow.sklearn
 import pandas as pd
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
-from claimops_stages import evaluation, registry, selfcheck, shadow
+from claimops_stages import evaluation, registry, release, selfcheck, shadow, tracking
 from claimops_stages.claims import generate_claims, labels
 from claimops_stages.contract import (
     FailureMode,
@@ -375,20 +377,98 @@ def promote_production(inputs: StageInputs, ctx: StageContext) -> StageResult:
             Reason.INVALID_INPUT, f"no candidate version given and no {registry.CHALLENGER} alias"
         )
     try:
-        move = registry.promote(
-            ctx.client, name, version, inputs.requested_by or "claimops-operator", inputs.run
-        )
+        context = release.parse_context(inputs.release_context)
+        tags = registry.check_promotable(ctx.client, name, version)
+    except (ValueError, registry.RegistryError) as exc:
+        raise StageFailure(Reason.INVALID_INPUT, str(exc)) from exc
+    promoter = str(context.get("promoter") or inputs.requested_by or "claimops-operator")
+    promoted_at = registry.utc_now()
+    champion = registry.alias_version(ctx.client, name, registry.CHAMPION)
+    if champion == version and release.TAG_DIGEST in tags:
+        # Promoting twice is a no-op: keep the record of the promotion that happened.
+        digest, uri = tags[release.TAG_DIGEST], tags.get(release.TAG_URI, "")
+    else:
+        # Record first, alias last: a promoted version without its record is not acceptable.
+        digest, uri = write_release_record(ctx, name, version, context, promoter, promoted_at)
+    ctx.log.info("release record %s (%s)", uri, digest)
+    try:
+        move = registry.promote(ctx.client, name, version, promoter, inputs.run, at=promoted_at)
     except registry.RegistryError as exc:
         raise StageFailure(Reason.INVALID_INPUT, str(exc)) from exc
     ctx.log.info("alias %s", move.describe())
-    outputs = {"champion_version": move.version, "previous_champion_version": move.previous or ""}
+    mlflow.set_tags({"release_digest": digest, "release_uri": uri})
+    outputs = {
+        "champion_version": move.version,
+        "previous_champion_version": move.previous or "",
+        "release_digest": digest,
+        "release_uri": uri,
+    }
     return ctx.result(Reason.PASSED, move.describe(), model_version=move.version, outputs=outputs)
+
+
+def write_release_record(
+    ctx: StageContext, name: str, version: str, context: dict[str, Any], promoter: str, promoted_at: str
+) -> tuple[str, str]:
+    """Store the version's release record on its source run, read it back, tag the version
+    with its digest and URI; StageFailure(ReleaseRecordFailed) when any of that fails."""
+    try:
+        source_run = ctx.client.get_model_version(name, version).run_id
+        if not source_run:
+            raise StageFailure(
+                Reason.RELEASE_RECORD_FAILED, f"{name} v{version} has no source run to store its record in"
+            )
+        uri = mlflow.get_tracking_uri()
+        mlmodel = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{name}/{version}/MLmodel", dst_path=str(ctx.workdir / "subject"), tracking_uri=uri
+            )
+        )
+        model = release.ReleasedModel(
+            name, version, hashlib.sha256(mlmodel.read_bytes()).hexdigest(), source_run, uri
+        )
+        data = release.canonical_bytes(release.build_statement(context, model, promoter, promoted_at))
+        path = ctx.workdir / release.artifact_path(version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        ctx.client.log_artifact(source_run, str(path), release.ARTIFACT_DIR)
+        digest = release.digest(data)
+        # The digest is of the bytes the store holds, not of the ones we meant to send.
+        stored = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=source_run,
+                artifact_path=release.artifact_path(version),
+                dst_path=str(ctx.workdir / "stored"),
+                tracking_uri=uri,
+            )
+        )
+        if not release.verify(stored.read_bytes(), digest):
+            raise StageFailure(
+                Reason.RELEASE_RECORD_FAILED, f"the stored release record of {name} v{version} differs"
+            )
+        artifact = release.artifact_uri(source_run, version)
+        ctx.client.set_model_version_tag(name, version, release.TAG_DIGEST, digest)
+        ctx.client.set_model_version_tag(name, version, release.TAG_URI, artifact)
+    except StageFailure:
+        raise
+    except Exception as exc:
+        if tracking.is_connection_error(exc):
+            raise  # the runner reports MLflowUnavailable (retryable)
+        raise StageFailure(
+            Reason.RELEASE_RECORD_FAILED,
+            f"release record of {name} v{version} not stored ({type(exc).__name__}: {exc}); "
+            "the champion did not move",
+        ) from exc
+    return digest, artifact
 
 
 def rollback(inputs: StageInputs, ctx: StageContext) -> StageResult:
     try:
         move = registry.rollback(
-            ctx.client, inputs.model_name, inputs.requested_by or "claimops-operator", inputs.run
+            ctx.client,
+            inputs.model_name,
+            inputs.requested_by or "claimops-operator",
+            inputs.run,
+            reason=inputs.reason or "",
         )
     except registry.RegistryError as exc:
         raise StageFailure(Reason.NO_PREVIOUS_CHAMPION, str(exc)) from exc
