@@ -71,3 +71,19 @@ def test_promotion_clears_the_challenger_it_promotes(client: MlflowClient) -> No
 
 def test_unknown_model_has_no_aliases(client: MlflowClient) -> None:
     assert registry.alias_version(client, "no-such-model", registry.CHAMPION) is None
+
+
+def test_rollback_records_who_and_why_on_the_version_restored(client: MlflowClient) -> None:
+    for version in _versions(client, 2):
+        registry.promote(client, MODEL, version, "alice", f"cpr-{version}")
+    registry.rollback(client, MODEL, "bob", "cpr-rb", reason="v2 rejects valid claims")
+    restored = client.get_model_version(MODEL, "1").tags
+    assert restored[registry.TAG_ROLLBACK_BY] == "bob"
+    assert restored[registry.TAG_ROLLBACK_REASON] == "v2 rejects valid claims"
+    assert restored["restored_from"] == "2"  # and restored_at is the rollback's time
+
+
+def test_promotion_records_the_time_it_is_given(client: MlflowClient) -> None:
+    (version,) = _versions(client, 1)
+    registry.promote(client, MODEL, version, "alice", "cpr-1", at="2026-03-02T10:00:00+00:00")
+    assert client.get_model_version(MODEL, version).tags["promoted_at"] == "2026-03-02T10:00:00+00:00"
