@@ -41,7 +41,10 @@ def test_first_commit_registers_v1_and_passes_with_no_champion(two_commits: Comm
     evaluation = first["evaluate-vs-champion"].result
     assert evaluation.reason == "NoChampion"
     assert "champion_auc" not in evaluation.metrics
-    assert first["promote-production"].result.outputs == {
+    outputs = first["promote-production"].result.outputs
+    assert outputs.pop("release_digest").startswith("sha256:")
+    assert outputs.pop("release_uri").endswith("/release/release-v1.intoto.json")
+    assert outputs == {
         "champion_version": "1",
         "previous_champion_version": "",
         "experiment_id": first["full-train"].result.outputs["experiment_id"],
