@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from claimops_stages.api_names import LABEL_PART_OF, PART_OF, RESOURCES
+from tests.harness import approvals
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError
 from tests.harness.mlflow_server import MlflowServer, running_mlflow
 from tests.harness.node_standin import NodeStandIn
@@ -39,16 +40,19 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
-    """A fresh namespace enforcing Pod Security `restricted`, deleted after the test."""
+def namespace(control_plane: ControlPlane, claimops_crds: tuple[str, ...]) -> Iterator[str]:
+    """A fresh namespace enforcing Pod Security `restricted`, with the chart's approvals
+    admission policies bound to it; deleted after the test."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl("create", "namespace", name)
     control_plane.kubectl(
         "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
     )
+    policies = approvals.install(control_plane, name)
     try:
         yield name
     finally:
+        approvals.uninstall(control_plane, policies)
         control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

@@ -53,6 +53,7 @@ from claimops_stages.contract import (
     stage,
 )
 
+from .approvals import ApprovalPolicy, RecordedDecision, Tally, Verdict, stamped, tally
 from .conditions import (
     ConditionStatus,
     ConditionType,
@@ -311,9 +312,11 @@ class RunSpec:
     max_psi: float = _default("gates.maxPsi")
     continue_to_cd: bool = _default("continueToCD")
     auto_continue_to_cd: bool = _default("autoContinueToCD")
+    #: A cast decision the admission policy has not recorded (it resets recorded ones).
     approval_decision: str = _default("approval.decision")
-    approval_comment: str = ""
-    approval_by: str = ""
+    approval_policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    submitter: str = ""
+    decisions: tuple[RecordedDecision, ...] = ()
     failures: tuple[str, ...] = ()
     stage_seconds: int = _default("timeouts.stageSeconds")
     approval_seconds: int = _default("timeouts.approvalSeconds")
@@ -351,8 +354,9 @@ class RunSpec:
             continue_to_cd=bool(_get(spec, "continueToCD", d.continue_to_cd)),
             auto_continue_to_cd=bool(_get(spec, "autoContinueToCD", d.auto_continue_to_cd)),
             approval_decision=str(_get(approval, "decision", d.approval_decision)),
-            approval_comment=str(_get(approval, "comment", "")),
-            approval_by=str(_get(approval, "by", "")),
+            approval_policy=ApprovalPolicy.parse(approval.get("policy")),
+            submitter=str(_get(_section(spec, "submitter"), "username", "")),
+            decisions=tuple(RecordedDecision.parse(item) for item in spec.get("decisions") or ()),
             failures=tuple(str(f) for f in _get(spec, "failureInjection", ())),
             stage_seconds=int(_get(timeouts, "stageSeconds", d.stage_seconds)),
             approval_seconds=int(_get(timeouts, "approvalSeconds", d.approval_seconds)),
@@ -360,6 +364,10 @@ class RunSpec:
             cancel=bool(_get(spec, "cancel", d.cancel)),
             stage_image=str(image) if image else None,
         )
+
+    def tally(self) -> Tally:
+        """The manual gate's votes so far under the run's policy."""
+        return tally(self.approval_policy, self.submitter, self.decisions)
 
 
 def model_name(spec: Mapping[str, Any]) -> str:
@@ -411,7 +419,7 @@ def stage_inputs(
         ci_run_id=stages.get(ci_summary.name, {}).get("mlflowRunId") if ci_summary else None,
         production_url=production.url if production else None,
         shadow_url=shadow.url if shadow else None,
-        requested_by=s.approval_by or f"PipelineRun/{run.namespace}/{run.name}",
+        requested_by=", ".join(s.tally().approved_by) or f"PipelineRun/{run.namespace}/{run.name}",
     )
 
 
@@ -646,30 +654,28 @@ def _handle_job(ctx: _Context, entry: StageStatus) -> Step:
 
 
 def _handle_gate(ctx: _Context, entry: StageStatus) -> Step:
-    """manual-approval: waits for spec.approval.decision."""
+    """manual-approval: waits until the recorded decisions (spec.decisions) reach the run's
+    quorum or one rejects; status.approval shows the tally on every pass."""
     spec = ctx.spec
+    votes = _record_tally(ctx)
     if entry.get("state") == StageState.PENDING:
-        entry.update(
-            {
-                "state": StageState.WAITING,
-                "startedAt": ctx.stamp,
-                "message": "Waiting for spec.approval.decision",
-            }
+        entry.update({"state": StageState.WAITING, "startedAt": ctx.stamp})
+        if votes.verdict == Verdict.PENDING:
+            ctx.event(EventReason.GATE_WAITING, f"Waiting for manual approval ({votes.summary()})")
+    if votes.verdict != Verdict.PENDING:
+        return _approval_decided(ctx, entry, votes)
+    message = votes.summary()
+    if spec.approval_decision in (Verdict.APPROVED, Verdict.REJECTED) and not spec.decisions:
+        # Without the chart's admission policies nothing records who decided: say so.
+        message += (
+            f"; spec.approval.decision is {spec.approval_decision} but no decision was recorded"
+            " (is the chart's approvals admission policy installed?)"
         )
-        ctx.status["approval"] = {"decision": "Pending"}
-        if spec.approval_decision not in ("Approved", "Rejected"):
-            ctx.event(EventReason.GATE_WAITING, "Waiting for manual approval (spec.approval.decision)")
-            ctx.condition(
-                ConditionType.APPROVED,
-                ConditionStatus.UNKNOWN,
-                RunReason.AWAITING_APPROVAL,
-                "Waiting for spec.approval.decision",
-            )
-    if spec.approval_decision in ("Approved", "Rejected"):
-        return _approval_decided(ctx, entry)
+    entry["message"] = message
+    ctx.condition(ConditionType.APPROVED, ConditionStatus.UNKNOWN, RunReason.AWAITING_APPROVAL, message)
     deadline = _started(ctx, entry) + timedelta(seconds=spec.approval_seconds)
     if ctx.now >= deadline:
-        message = f"No approval decision within {spec.approval_seconds}s"
+        message = f"No approval decision within {spec.approval_seconds}s ({votes.summary()})"
         _gate_timed_out(ctx, entry, message, StageState.FAILED)
         ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.APPROVAL_TIMEOUT, message)
         _finish(ctx, RunPhase.REJECTED, RunReason.APPROVAL_TIMEOUT, message, failed=entry["name"])
@@ -677,6 +683,31 @@ def _handle_gate(ctx: _Context, entry: StageStatus) -> Step:
     ctx.in_progress(RunPhase.AWAITING_APPROVAL, RunReason.AWAITING_APPROVAL, "Waiting for manual approval")
     ctx.requeue_in((deadline - ctx.now).total_seconds())
     return Step.WAIT
+
+
+def _record_tally(ctx: _Context) -> Tally:
+    spec = ctx.spec
+    votes = spec.tally()
+    previous = ctx.status.get("approval") or {}
+    approval: dict[str, Any] = {
+        "decision": votes.verdict.value,
+        "approvals": votes.approvals,
+        "required": votes.required,
+        "approvedBy": list(votes.approved_by),
+        "policy": spec.approval_policy.to_dict(),
+        "decisions": stamped(spec.decisions, previous.get("decisions") or (), ctx.stamp),
+    }
+    decided = votes.rejection.user if votes.rejection else ", ".join(votes.approved_by)
+    if votes.verdict != Verdict.PENDING:
+        approval.update({"by": decided, "at": previous.get("at") or ctx.stamp})
+        comments = [d.comment for d in spec.decisions if d.decision in (Verdict.APPROVED, Verdict.REJECTED)]
+        if votes.rejection is not None and votes.rejection.comment:
+            approval["comment"] = votes.rejection.comment
+        elif votes.verdict == Verdict.APPROVED and any(comments):
+            approval["comment"] = "; ".join(c for c in comments if c)
+    if approval != {k: previous.get(k) for k in approval} or set(previous) - set(approval):
+        ctx.status["approval"] = approval
+    return votes
 
 
 def _handle_deployment(ctx: _Context, entry: StageStatus) -> Step:
@@ -1023,21 +1054,14 @@ def _gate_timed_out(ctx: _Context, entry: StageStatus, message: str, state: Stag
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
 
 
-def _approval_decided(ctx: _Context, entry: StageStatus) -> Step:
-    spec = ctx.spec
-    approval = {"decision": spec.approval_decision, "by": spec.approval_by, "at": ctx.stamp}
-    approval["comment"] = spec.approval_comment
-    ctx.status["approval"] = {k: v for k, v in approval.items() if v}
-    who = f" by {spec.approval_by}" if spec.approval_by else ""
-    note = f": {spec.approval_comment}" if spec.approval_comment else ""
+def _approval_decided(ctx: _Context, entry: StageStatus, votes: Tally) -> Step:
+    message = votes.summary()
     entry["finishedAt"] = ctx.stamp
-    if spec.approval_decision == "Approved":
-        message = f"Approved{who}{note}"
+    if votes.verdict == Verdict.APPROVED:
         entry.update({"state": StageState.SUCCEEDED, "reason": RunReason.APPROVED, "message": message})
         ctx.event(EventReason.GATE_PASSED, message)
         ctx.condition(ConditionType.APPROVED, ConditionStatus.TRUE, RunReason.APPROVED, message)
         return Step.ADVANCE
-    message = f"Rejected{who}{note}"
     entry.update({"state": StageState.FAILED, "reason": RunReason.REJECTED, "message": message})
     ctx.event(EventReason.GATE_REJECTED, message, warning=True)
     ctx.condition(ConditionType.APPROVED, ConditionStatus.FALSE, RunReason.REJECTED, message)

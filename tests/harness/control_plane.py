@@ -401,6 +401,10 @@ class ControlPlane:
                 f"--service-account-key-file={pki_dir / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki_dir / 'sa.key'}",
                 "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,PodSecurity",
+                # MutatingAdmissionPolicy (beta in v1.34, off by default) records who decided
+                # on a PipelineRun; manifests/kind-config.yaml turns on the same on kind.
+                "--feature-gates=MutatingAdmissionPolicy=true",
+                "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
                 "--profiling=false",
                 "--v=1",
             ],

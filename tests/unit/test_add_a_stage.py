@@ -20,14 +20,13 @@ from claimops_stages import contract
 from claimops_stages.contract import Phase, ResultStatus, Stage, StageKind, StageResult
 from claimops_stages.runner import build_parser
 from claimops_ui import views
+from tests.unit.admitted import admitted
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 RUN = pipeline.RunRef(name="demo", namespace="claims", generation=1)
-SPEC: dict[str, Any] = {
-    "commit": {"sha": "1a2b3c4d"},
-    "continueToCD": True,
-    "approval": {"decision": "Approved", "by": "alice"},
-}
+SPEC: dict[str, Any] = admitted(
+    {"commit": {"sha": "1a2b3c4d"}, "continueToCD": True, "approval": {"decision": "Approved", "by": "alice"}}
+)
 
 #: A CD Job stage between evaluate-vs-champion and the manual approval.
 BIAS_CHECK = Stage(

@@ -39,6 +39,7 @@ from claimops_operator.pipeline import (
 )
 from claimops_operator.pods import ContainerWaiting
 from claimops_stages.contract import ResultStatus, StageInputs, StageResult, run_stages, stage
+from tests.unit.admitted import admitted
 
 T0 = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 RUN = RunRef(name="demo", namespace="claims", generation=1)
@@ -174,7 +175,8 @@ def merged(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def spec_of(patch_yaml: str) -> dict[str, Any]:
-    return merged(BASE_SPEC, yaml.safe_load(patch_yaml) or {})
+    """BASE_SPEC with a patch, as the API server stores it after admission."""
+    return admitted(merged(BASE_SPEC, yaml.safe_load(patch_yaml) or {}))
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,7 +209,13 @@ def drive(at: str, spec: Mapping[str, Any], serving: bool = True) -> World:
     drive_spec["continueToCD"] = at != "cd-gate" and index >= _AFTER_CD_GATE
     drive_spec["autoContinueToCD"] = False
     verdict = "Approved" if index >= _AFTER_APPROVAL else "Pending"
-    drive_spec["approval"] = {**drive_spec.get("approval", {}), "decision": verdict}
+    votes = [d for d in drive_spec.get("decisions", ()) if d["decision"] in ("Approved", "Rejected")]
+    if verdict == "Pending":  # the case's own votes count only once the run is at `at`
+        drive_spec["decisions"] = [d for d in drive_spec.get("decisions", ()) if d not in votes]
+    elif not any(d["decision"] == "Approved" for d in votes):
+        drive_spec = admitted(
+            {**drive_spec, "approval": {**drive_spec.get("approval", {}), "decision": verdict}}
+        )
     drive_spec["cancel"] = False
     for _ in range(40):
         decision = decide(RUN, drive_spec, world.status, world.jobs, world.deployments, T0, serving)
@@ -1254,9 +1262,26 @@ def test_shadow_mlflow_and_approval_status() -> None:
     }
     assert status["approval"] == {
         "decision": "Approved",
+        "approvals": 1,
+        "required": 1,
+        "approvedBy": ["ada"],
         "by": "ada",
         "at": "2026-11-26T04:00:00Z",
         "comment": "ship it",
+        "policy": {
+            "quorum": 1,
+            "fourEyes": True,
+            "approvers": {"users": [], "groups": ["claimops:operators"]},
+        },
+        "decisions": [
+            {
+                "decision": "Approved",
+                "user": "ada",
+                "groups": ["claimops:operators", "system:authenticated"],
+                "comment": "ship it",
+                "at": "2026-11-26T04:00:00Z",
+            }
+        ],
     }
 
 
