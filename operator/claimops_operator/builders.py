@@ -24,6 +24,7 @@ from claimops_stages.api_names import (
     MANAGED_BY,
     MODEL_DEPLOYMENT,
     PART_OF,
+    RELEASE,
     REQUESTED_BY_RUN,
     RESTART_TOKEN,
     SPEC_HASH,
@@ -151,8 +152,12 @@ def model_deployment_name(model_name: str, role: str) -> str:
     return f"{model_name}-{role}"[:50].rstrip("-")
 
 
-def model_deployment(*, run: str, namespace: str, role: str, model_name: str, version: str) -> dict[str, Any]:
-    """The ModelDeployment that serves `version` in `role` (staging, shadow or production)."""
+def model_deployment(
+    *, run: str, namespace: str, role: str, model_name: str, version: str, release: str = ""
+) -> dict[str, Any]:
+    """The ModelDeployment that serves `version` in `role` (staging, shadow or production);
+    `release` is a promotion's summary (JSON), kept as an annotation for its history."""
+    annotations = {REQUESTED_BY_RUN: run, **({RELEASE: release} if release else {})}
     return {
         "apiVersion": API_VERSION,
         "kind": MODEL_DEPLOYMENT.kind,
@@ -160,7 +165,7 @@ def model_deployment(*, run: str, namespace: str, role: str, model_name: str, ve
             "name": model_deployment_name(model_name, role),
             "namespace": namespace,
             "labels": {**common_labels(run, "model-server"), LABEL_ROLE: role},
-            "annotations": {REQUESTED_BY_RUN: run},
+            "annotations": annotations,
         },
         "spec": {"role": role, "model": {"name": model_name, "version": version}},
     }

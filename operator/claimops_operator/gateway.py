@@ -89,6 +89,8 @@ class KubernetesGateway:
         self.apps: Any = client.AppsV1Api(api_client)
         # A finished Job's result never changes: read its pod once.
         self._results: dict[str, StageResult | None] = {}
+        #: job key -> (image, imageID) of its finished pod, read with the result.
+        self._images: dict[str, tuple[str, str]] = {}
 
     # -- reads --
 
@@ -158,6 +160,8 @@ class KubernetesGateway:
                     waiting=first_waiting(pods_by_job.get(job.metadata.name, ()))
                     if state == "Active"
                     else None,
+                    image=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[0],
+                    image_id=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[1],
                 )
             )
         return observed
@@ -194,6 +198,8 @@ class KubernetesGateway:
                 terminated = status.state.terminated if status.state else None
                 if terminated is not None:
                     result = parse_result(terminated.message) or result
+                    if status.image_id:
+                        self._images[key] = (status.image or "", status.image_id)
         if result is not None or not pods.items:
             # Cache only a definite answer; a pod whose status lags is read again next time.
             self._results[key] = result

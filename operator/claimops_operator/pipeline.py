@@ -31,8 +31,9 @@ Contract with the handler:
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, Literal, Required, TypedDict, cast
@@ -124,6 +125,9 @@ class StageStatus(TypedDict, total=False):
     outputs: dict[str, str]
     mlflowRunId: str
     modelVersion: str
+    #: The image the stage's pod ran and its digest (the runtime's imageID).
+    image: str
+    imageID: str
 
 
 class EventReason(StrEnum):
@@ -191,6 +195,8 @@ class RunRef:
     name: str
     namespace: str
     generation: int
+    uid: str = ""
+    created_at: str = ""
 
 
 JobState = Literal["Active", "Succeeded", "Failed"]
@@ -213,6 +219,9 @@ class ObservedJob:
     #: A waiting container of the Job's pod (an active Job only): ContainerCreating while it
     #: starts, ImagePullBackOff and the like when it never will.
     waiting: ContainerWaiting | None = None
+    #: The finished pod's image and the digest the runtime ran (containerStatuses[].imageID).
+    image: str = ""
+    image_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,6 +262,8 @@ class ApplyModelDeployment:
     model_name: str
     version: str
     run_name: str
+    #: The release summary (JSON) a promotion carries onto the ModelDeployment, or "".
+    release: str = ""
 
 
 @dataclass(frozen=True)
@@ -316,6 +327,7 @@ class RunSpec:
     approval_decision: str = _default("approval.decision")
     approval_policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     submitter: str = ""
+    submitter_groups: tuple[str, ...] = ()
     decisions: tuple[RecordedDecision, ...] = ()
     failures: tuple[str, ...] = ()
     stage_seconds: int = _default("timeouts.stageSeconds")
@@ -356,6 +368,7 @@ class RunSpec:
             approval_decision=str(_get(approval, "decision", d.approval_decision)),
             approval_policy=ApprovalPolicy.parse(approval.get("policy")),
             submitter=str(_get(_section(spec, "submitter"), "username", "")),
+            submitter_groups=tuple(str(g) for g in _get(_section(spec, "submitter"), "groups", ())),
             decisions=tuple(RecordedDecision.parse(item) for item in spec.get("decisions") or ()),
             failures=tuple(str(f) for f in _get(spec, "failureInjection", ())),
             stage_seconds=int(_get(timeouts, "stageSeconds", d.stage_seconds)),
@@ -421,6 +434,43 @@ def stage_inputs(
         shadow_url=shadow.url if shadow else None,
         requested_by=", ".join(s.tally().approved_by) or f"PipelineRun/{run.namespace}/{run.name}",
     )
+
+
+def release_context(run: RunRef, s: RunSpec, status: Mapping[str, Any]) -> dict[str, Any]:
+    """What promote-production's release record says about the run (see
+    claimops_stages.release for the shape): the spec as admitted, the results in status, the
+    image digest that ran full-train and who approved."""
+    stages = {str(e.get("name")): e for e in status.get("stages") or ()}
+    candidate = recording(Record.CANDIDATE)
+    trained = stages.get(candidate.name, {}) if candidate else {}
+    approval = status.get("approval") or {}
+    return {
+        "pipelineRun": {
+            "namespace": run.namespace,
+            "name": run.name,
+            "uid": run.uid,
+            "createdAt": run.created_at,
+        },
+        "spec": {
+            "commit": {"sha": s.commit_sha, "message": s.commit_message, "author": s.commit_author},
+            "dataset": {"rows": s.rows, "seed": s.seed, "window": s.window, "drift": s.drift},
+            "training": {
+                "nEstimators": s.n_estimators,
+                "maxDepth": s.max_depth,
+                "quickSampleFraction": s.quick_sample_fraction,
+            },
+            "submitter": {"username": s.submitter, "groups": list(s.submitter_groups)},
+            "decisions": [d.to_dict() for d in s.decisions],
+        },
+        "status": {
+            "evaluation": status.get("evaluation") or {},
+            "shadow": status.get("shadow") or {},
+            "mlflow": status.get("mlflow") or {},
+            "approval": {"decisions": approval.get("decisions") or []},
+        },
+        "trainedBy": {"image": trained.get("image", ""), "imageID": trained.get("imageID", "")},
+        "promoter": ", ".join(s.tally().approved_by),
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -647,7 +697,8 @@ def _handle_job(ctx: _Context, entry: StageStatus) -> Step:
             version = _candidate_version(ctx, entry)
             if version is None:
                 return Step.STOP
-            if (step := _wait_until_serving(ctx, entry, role, version)) is not None:
+            release = _release_summary(ctx, result) if result.outputs.get("release_digest") else ""
+            if (step := _wait_until_serving(ctx, entry, role, version, release)) is not None:
                 return step
         return _job_succeeded(ctx, entry, observed, result)
     return _job_failed(ctx, entry, observed)
@@ -776,7 +827,23 @@ def _candidate_version(ctx: _Context, entry: StageStatus) -> str | None:
     return str(version)
 
 
-def _wait_until_serving(ctx: _Context, entry: StageStatus, role: str, version: str) -> Step | None:
+def _release_summary(ctx: _Context, result: StageResult) -> str:
+    """Who released the version and where its record is: the production ModelDeployment's
+    history keeps it."""
+    votes = ctx.spec.tally()
+    summary = {
+        "pipelineRun": ctx.run.name,
+        "submitter": ctx.spec.submitter,
+        "approvedBy": list(votes.approved_by),
+        "releaseDigest": result.outputs.get("release_digest", ""),
+        "releaseUri": result.outputs.get("release_uri", ""),
+    }
+    return json.dumps(summary, sort_keys=True)
+
+
+def _wait_until_serving(
+    ctx: _Context, entry: StageStatus, role: str, version: str, release: str = ""
+) -> Step | None:
     """None once the `role` ModelDeployment is Ready on `version`; until then the actions that
     get it there and WAIT, or STOP when the stage's time is up."""
     observed = ctx.deployments.get(role)
@@ -799,7 +866,7 @@ def _wait_until_serving(ctx: _Context, entry: StageStatus, role: str, version: s
     outputs = entry.setdefault("outputs", {})
     settled_elsewhere = observed is not None and observed.ready and observed.serving_version != version
     if observed is None or outputs.get(requested) != version or settled_elsewhere:
-        ctx.actions.append(ApplyModelDeployment(role, ctx.spec.model_name, version, ctx.run.name))
+        ctx.actions.append(ApplyModelDeployment(role, ctx.spec.model_name, version, ctx.run.name, release))
         outputs[requested] = version
     entry["message"] = f"Waiting for {role} to serve version {version}{detail}"
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
@@ -821,6 +888,9 @@ _HANDLERS: Mapping[StageKind, Callable[[_Context, StageStatus], Step]] = {
 
 def _create_job(ctx: _Context, stage_name: str, attempt: int, name: str) -> CreateJob:
     inputs = stage_inputs(ctx.run, ctx.spec, ctx.status, ctx.deployments)
+    if "release_context" in stage(stage_name).arguments:  # promote-production's record
+        context = json.dumps(release_context(ctx.run, ctx.spec, ctx.status), sort_keys=True)
+        inputs = replace(inputs, release_context=context)
     return CreateJob(stage_name, attempt, name, inputs, ctx.spec.stage_seconds, ctx.spec.stage_image)
 
 
@@ -865,6 +935,8 @@ def _show_running(ctx: _Context, entry: StageStatus) -> None:
 
 def _job_succeeded(ctx: _Context, entry: StageStatus, job: ObservedJob, result: StageResult) -> Step:
     _copy_result(entry, result)
+    if job.image_id:  # what the release record names as the image that ran the stage
+        entry.update({"image": job.image, "imageID": job.image_id})
     entry.update({"state": StageState.SUCCEEDED, "finishedAt": format_time(job.finished_at or ctx.now)})
     _record_result(ctx, entry["name"], result)
     ctx.event(

@@ -175,7 +175,13 @@ class RunReconciler(_Reconciler):
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]
         decision = decide(
-            RunRef(name, namespace, int(meta.get("generation", 1))),
+            RunRef(
+                name,
+                namespace,
+                int(meta.get("generation", 1)),
+                str(meta.get("uid", "")),
+                str(meta.get("creationTimestamp", "")),
+            ),
             spec,
             status,
             jobs,
@@ -230,6 +236,7 @@ class RunReconciler(_Reconciler):
                     role=action.role,
                     model_name=action.model_name,
                     version=action.version,
+                    release=action.release,
                 )
                 await asyncio.to_thread(self.gateway.apply_model_deployment, manifest)
             elif isinstance(action, EmitEvent):

@@ -25,7 +25,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any
 
-from claimops_stages.api_names import REQUESTED_BY_RUN
+from claimops_stages.api_names import RELEASE, REQUESTED_BY_RUN
 from claimops_stages.contract import StageInputs
 
 from .conditions import (
@@ -275,11 +275,29 @@ def _record_served(
     stamp = format_time(now)
     if history and "servedUntil" not in history[-1]:
         history[-1]["servedUntil"] = stamp
-    entry = {"version": version, "servedFrom": stamp, "reason": reason}
-    run = (mdep["metadata"].get("annotations") or {}).get(REQUESTED_BY_RUN)
+    entry: dict[str, Any] = {"version": version, "servedFrom": stamp, "reason": reason}
+    annotations = mdep["metadata"].get("annotations") or {}
+    run = annotations.get(REQUESTED_BY_RUN)
     if run and reason == "Rollout":
         entry["pipelineRun"] = run
+        entry.update(_release(annotations.get(RELEASE), run))
+    if reason == "Rollback":
+        rollback = mdep["spec"].get("rollback") or {}
+        who = (rollback.get("requestedBy") or {}).get("username")
+        entry.update({k: str(v) for k, v in (("requestedBy", who), ("comment", rollback.get("reason"))) if v})
     history.append(entry)
+
+
+def _release(annotation: str | None, run: str) -> dict[str, Any]:
+    """The promotion summary the operator put on the ModelDeployment, when it is this run's."""
+    try:
+        release = json.loads(annotation or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(release, dict) or release.get("pipelineRun") != run:
+        return {}
+    keys = ("submitter", "approvedBy", "releaseDigest", "releaseUri")
+    return {k: release[k] for k in keys if release.get(k)}
 
 
 class _Wait(Enum):
@@ -319,7 +337,10 @@ def _rollback(
             inputs = StageInputs(
                 run=f"ModelDeployment/{meta['name']}",
                 model_name=spec["model"]["name"],
-                requested_by=str(rollback.get("reason") or f"rollback request {request}"),
+                requested_by=str(
+                    (rollback.get("requestedBy") or {}).get("username") or f"rollback request {request}"
+                ),
+                reason=str(rollback.get("reason", "")),
             )
             actions.append(CreateRollbackJob(name, inputs))
             actions.append(

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "claimops.io"
+#: The in-toto predicate type of a release record (claimops_stages.release).
+RELEASE_PREDICATE_TYPE: Final = f"https://{GROUP}/release/v1"
 VERSION: Final = "v1alpha1"
 API_VERSION: Final = f"{GROUP}/{VERSION}"
 
@@ -67,6 +69,9 @@ LABEL_CREATED_BY: Final = f"{GROUP}/created-by"
 # ClaimOps annotations.
 #: On a ModelDeployment: the PipelineRun that asked for it (and waits for it to be Ready).
 REQUESTED_BY_RUN: Final = f"{GROUP}/requested-by-run"
+#: On the production ModelDeployment: the release that asked for it (JSON: pipelineRun,
+#: submitter, approvedBy, releaseDigest, releaseUri), copied into its status.history.
+RELEASE: Final = f"{GROUP}/release"
 #: On a model-server Deployment: the hash of the desired state it was applied from.
 SPEC_HASH: Final = f"{GROUP}/spec-hash"
 #: On a model-server pod template: changing it restarts the pods.

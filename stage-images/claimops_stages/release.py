@@ -55,8 +55,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from claimops_stages.api_names import RELEASE_PREDICATE_TYPE
+
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE = "https://claimops.io/release/v1"
+PREDICATE_TYPE = RELEASE_PREDICATE_TYPE
 #: Model-version tags that point at the record.
 TAG_DIGEST = "claimops.release.digest"
 TAG_URI = "claimops.release.uri"

@@ -725,29 +725,80 @@ def test_restricted_namespace_rejects_a_root_pod(installed: Installed) -> None:
     assert 'violates PodSecurity "restricted' in result.stderr
 
 
-@pytest.mark.cluster
-@pytest.mark.parametrize(
-    ("by", "allowed"), [("admin", True), ("mallory", False)], ids=["by-the-real-user", "by-someone-else"]
-)
-def test_approval_identity_policy(installed: Installed, by: str, allowed: bool) -> None:
-    """A decision made as a UI user (impersonated + operators group) must name that user."""
-    run = yaml.safe_load((REPO_ROOT / "manifests" / "examples" / "pipelinerun.yaml").read_text())
-    run["metadata"] = {"name": f"approval-{uuid.uuid4().hex[:6]}", "namespace": installed.namespace}
-    run["spec"]["approval"] = {"decision": "Approved", "by": by}
-    as_ui_user = ["--as=admin", "--as-group=claimops:operators"]
-    deadline = time.monotonic() + 20  # the policy is enforced a moment after it is created
+def _eventually_created(installed: Installed, run: Doc, *who: str) -> dict[str, Any]:
+    """Create `run` (a policy is enforced a moment after the chart created it)."""
+    deadline = time.monotonic() + 20
     while True:
         result = installed.plane.kubectl(
-            "create", "--dry-run=server", "-f", "-", *as_ui_user, input=json.dumps(run), check=False
+            "create", "-o", "json", "-f", "-", *who, input=json.dumps(run), check=False
         )
-        denied = "spec.approval.by must name the requesting user (admin)" in result.stderr
-        if allowed or denied or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    if allowed:
         assert result.returncode == 0, result.stderr
-    else:
-        assert denied, result.stderr
+        created: dict[str, Any] = json.loads(result.stdout)
+        if "submitter" in created["spec"] or time.monotonic() > deadline:
+            return created
+        installed.plane.kubectl("delete", "cpr", run["metadata"]["name"], "-n", installed.namespace)
+        time.sleep(1)
+
+
+@pytest.mark.cluster
+def test_installed_chart_attributes_decisions_to_the_authenticated_user(installed: Installed) -> None:
+    """The chart's approvals policies, as `helm install` put them (tests/cluster/test_approvals.py
+    covers every rule with real client certificates)."""
+    run = yaml.safe_load((REPO_ROOT / "manifests" / "examples" / "pipelinerun.yaml").read_text())
+    run["metadata"] = {"name": f"approval-{uuid.uuid4().hex[:6]}", "namespace": installed.namespace}
+    run["spec"]["submitter"] = {"username": "mallory"}
+    sam = ["--as=sam", "--as-group=system:masters", "--as-group=claimops:operators"]
+    created = _eventually_created(installed, run, *sam)
+    assert created["spec"]["submitter"]["username"] == "sam"
+
+    def decide(*who: str, **approval: str) -> Any:
+        patch = json.dumps({"spec": {"approval": approval}})
+        return installed.plane.kubectl(
+            "patch", "cpr", run["metadata"]["name"], "-n", installed.namespace, "--type=merge", "-p", patch,
+            *who, check=False,
+        )  # fmt: skip
+
+    own = decide(*sam, decision="Approved")
+    assert "submitted this run and may not approve it: four-eyes" in own.stderr
+    ada = ["--as=ada", "--as-group=system:masters", "--as-group=claimops:operators"]
+    forged = decide(*ada, decision="Approved", by="mallory")
+    assert 'spec.approval.by is "mallory" but the API server authenticated you as "ada"' in forged.stderr
+    done = decide(*ada, decision="Approved")
+    assert done.returncode == 0, done.stderr
+    decisions = installed.plane.kubectl(
+        "get",
+        "cpr",
+        run["metadata"]["name"],
+        "-n",
+        installed.namespace,
+        "-o",
+        "jsonpath={.spec.decisions[*].user}",
+    ).stdout
+    assert decisions == "ada"
+
+
+@pytest.mark.cluster
+def test_installed_chart_lets_only_the_operator_write_status(installed: Installed) -> None:
+    run = yaml.safe_load((REPO_ROOT / "manifests" / "examples" / "pipelinerun.yaml").read_text())
+    run["metadata"] = {"name": f"status-{uuid.uuid4().hex[:6]}", "namespace": installed.namespace}
+    _eventually_created(installed, run)
+    patch = json.dumps({"status": {"phase": "Succeeded", "approval": {"decision": "Approved", "by": "me"}}})
+
+    def write_status(*who: str) -> Any:
+        return installed.plane.kubectl(
+            "patch", "cpr", run["metadata"]["name"], "-n", installed.namespace, "--subresource=status",
+            "--type=merge", "-p", patch, *who, check=False,
+        )  # fmt: skip
+
+    operator_sa = f"system:serviceaccount:{installed.namespace}:{RELEASE}-operator"
+    denied = write_status()  # cluster admin
+    assert denied.returncode != 0
+    assert (
+        f"status is written by the ClaimOps operator only ({operator_sa}), not by claimops-admin"
+        in denied.stderr
+    )
+    allowed = write_status(f"--as={operator_sa}", "--as-group=system:masters")
+    assert allowed.returncode == 0, allowed.stderr
 
 
 OPERATOR = "operator"

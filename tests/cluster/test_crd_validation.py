@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -108,6 +110,18 @@ def patch(plane: ControlPlane, namespace: str, resource: str, body: dict[str, An
     return plane.kubectl(
         "patch", resource, "-n", namespace, "--type", "merge", "-p", json.dumps(body), *extra, check=False
     )
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A namespace without the chart's admission policies: these tests check what the CRD
+    schema alone refuses (tests/cluster/test_approvals.py checks the policies)."""
+    name = f"crd-{uuid.uuid4().hex[:10]}"
+    control_plane.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -340,28 +354,44 @@ RUN_UPDATE_CASES = [
         "immutable",
     ),
     BadUpdate(
-        "approved-back-to-pending",
-        {},
-        [_spec(approval={"decision": "Approved", "by": "ada"})],
-        _spec(approval={"decision": "Pending"}),
-        "spec.approval.decision",
-        "final once Approved or Rejected",
-    ),
-    BadUpdate(
-        "rejected-to-approved",
-        _spec(approval={"decision": "Rejected", "comment": "AUC too low"}),
+        "submitter-edited",
+        _spec(submitter={"username": "sam"}),
         [],
-        _spec(approval={"decision": "Approved"}),
-        "spec.approval.decision",
-        "final once Approved or Rejected",
+        _spec(submitter={"username": "mallory"}),
+        "spec.submitter",
+        "never changes",
     ),
     BadUpdate(
-        "approval-decision-removed",
+        "submitter-added-later",
         {},
-        [_spec(approval={"decision": "Approved"})],
-        _spec(approval=None),  # the default brings back Pending
-        "spec.approval.decision",
-        "final once Approved or Rejected",
+        [],
+        _spec(submitter={"username": "mallory"}),
+        "spec.submitter",
+        "neither added",
+    ),
+    BadUpdate(
+        "decision-rewritten",
+        {},
+        [_spec(decisions=[{"decision": "Rejected", "user": "qa", "comment": "no"}])],
+        _spec(decisions=[{"decision": "Approved", "user": "qa"}]),
+        "spec.decisions",
+        "append-only",
+    ),
+    BadUpdate(
+        "decisions-removed",
+        {},
+        [_spec(decisions=[{"decision": "Approved", "user": "ada"}])],
+        _spec(decisions=None),
+        "spec.decisions",
+        "append-only",
+    ),
+    BadUpdate(
+        "approval-policy-changed",
+        _spec(approval={"policy": {"quorum": 2}}),
+        [],
+        _spec(approval={"policy": {"quorum": 1}}),
+        "spec.approval.policy",
+        "immutable",
     ),
     BadUpdate(
         "cancel-undone", {}, [_spec(cancel=True)], _spec(cancel=False), "spec.cancel", "cannot be set back"
@@ -505,7 +535,7 @@ def test_pipelinerun_status_round_trips_and_drives_wait_and_columns(
         "promote-production",
         "True",
         "Succeeded",
-        "Pending",
+        "Approved",  # status.approval.decision: the gate's outcome, not the cast ballot
         "0.8123",
     ]
     wide = crds.kubectl("get", "cpr", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()

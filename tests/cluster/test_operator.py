@@ -22,6 +22,7 @@ import yaml
 from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_STAGE
 from claimops_stages.contract import FAILURE_REASONS, FailureMode, Phase, phase_stages
 from tests.conftest import OperatorFactory
+from tests.harness import approvals
 from tests.harness.control_plane import REPO_ROOT, ControlPlane
 from tests.harness.mlflow_server import MlflowServer
 from tests.harness.node_standin import NodeStandIn
@@ -85,10 +86,11 @@ def create(cp: ControlPlane, namespace: str, manifest: dict[str, Any]) -> None:
     cp.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(manifest))
 
 
-def set_approval(cp: ControlPlane, namespace: str, name: str, **approval: str) -> None:
-    """Merge-patch the run's spec.approval, as a reviewer with kubectl does."""
+def set_approval(cp: ControlPlane, namespace: str, name: str, by: str, **approval: str) -> None:
+    """Merge-patch the run's spec.approval as the approver `by` (in the chart's approvers
+    group) with kubectl: the admission policy records the decision under that user."""
     patch = json.dumps({"spec": {"approval": approval}})
-    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", patch)
+    cp.kubectl("patch", "cpr", name, "-n", namespace, "--type=merge", "-p", patch, *approvals.as_approver(by))
 
 
 def stage(run: dict[str, Any], name: str) -> dict[str, Any]:

@@ -120,8 +120,8 @@ def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, ml
     assert evaluation["passed"] is True, evaluation
     assert evaluation["candidateAuc"] != evaluation["championAuc"], evaluation
     kind.kubectl(
-        "patch", "cpr", SECOND, "--type", "merge", "-p",
-        json.dumps({"spec": {"approval": {"decision": "Approved", "by": "e2e"}}}),
+        "patch", "cpr", SECOND, "--type", "merge", "--as=e2e-reviewer", "--as-group=claimops:operators",
+        "-p", json.dumps({"spec": {"approval": {"decision": "Approved"}}}),
     )  # fmt: skip
     kind.kubectl("wait", "--for=condition=Succeeded", f"cpr/{SECOND}", "--timeout=20m", timeout=1300)
     second = str(kind.get("cpr", SECOND)["status"]["mlflow"]["modelVersion"])

@@ -33,7 +33,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -117,10 +117,10 @@ class _KeyPair:
         )
 
 
-def _name(common_name: str, organization: str | None = None) -> x509.Name:
+def _name(common_name: str, *organizations: str) -> x509.Name:
+    """CN = the user, one O per group: how the API server reads a client certificate."""
     attrs = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
-    if organization:
-        attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization))
+    attrs += [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in organizations]
     return x509.Name(attrs)
 
 
@@ -465,9 +465,15 @@ class ControlPlane:
     # -- clients --
 
     def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float | None = None
+        self,
+        *args: str,
+        check: bool = True,
+        input: str | None = None,
+        timeout: float | None = None,
+        kubeconfig: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the real kubectl against this control plane (text in, text out).
+        """Run the real kubectl against this control plane (text in, text out), as cluster
+        admin or as the user of `kubeconfig` (:meth:`user_kubeconfig`).
 
         Without `timeout`, a `--timeout=` argument (kubectl wait) plus a margin bounds the call,
         else 60 s."""
@@ -477,7 +483,7 @@ class ControlPlane:
                 if arg.startswith("--timeout=") and arg[-1] in "sm" and arg[10:-1].isdigit():
                     timeout = int(arg[10:-1]) * (60 if arg[-1] == "m" else 1) + 30.0
         result = subprocess.run(
-            [str(binary("kubectl")), f"--kubeconfig={self.kubeconfig}", *args],
+            [str(binary("kubectl")), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args],
             input=input,
             capture_output=True,
             text=True,
@@ -487,6 +493,22 @@ class ControlPlane:
         if check and result.returncode != 0:
             raise KubectlError(result.returncode, result.args, result.stdout, result.stderr)
         return result
+
+    def user_kubeconfig(self, user: str, groups: Sequence[str] = ()) -> Path:
+        """A kubeconfig for a real user: a client certificate signed by the cluster CA with
+        CN=`user` and O=each of `groups`, which the API server authenticates as that user in
+        those groups (no impersonation involved)."""
+        ca = _KeyPair(
+            x509.load_pem_x509_certificate((self.pki_dir / "ca.crt").read_bytes()),
+            cast(
+                rsa.RSAPrivateKey,
+                serialization.load_pem_private_key((self.pki_dir / "ca.key").read_bytes(), password=None),
+            ),
+        )
+        path = self.workdir / f"user-{user}.kubeconfig"
+        path.write_text(_kubeconfig(self.server, ca, user, _issue(_name(user, *groups), ca, client=True)))
+        path.chmod(0o600)
+        return path
 
     def env(self) -> dict[str, str]:
         """Environment for a child process that should talk to this control plane."""
