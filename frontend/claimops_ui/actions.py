@@ -23,7 +23,7 @@ from claimops_stages.claims import DRIFT_PROFILES
 from claimops_stages.contract import FailureMode
 
 from .errors import Conflict, InvalidInput, NotFound
-from .views import TERMINAL
+from .views import TERMINAL, approval_decision
 
 if TYPE_CHECKING:  # deps imports RUN_NAME from here
     from .deps import Services
@@ -128,8 +128,12 @@ def continue_to_cd(svc: Services, user: str, name: str) -> dict[str, Any]:
 
 
 def decide(svc: Services, user: str, name: str, decision: str, comment: str) -> dict[str, Any]:
+    """Cast `user`'s ballot. The chart's approvals admission policies record it in
+    spec.decisions under the authenticated user (and reset spec.approval to Pending), or refuse
+    it with their own message (not an approver, four-eyes, twice, gate decided): the API server
+    decides who may, the UI only spares it the requests that cannot succeed."""
     run = _live_run(svc, name)
-    current = ((run.get("spec") or {}).get("approval") or {}).get("decision", "Pending")
+    current = approval_decision(run)
     if current != "Pending":
         raise Conflict(f"PipelineRun {name} was already {current.lower()}")
     if decision == "Rejected" and not comment.strip():

@@ -9,7 +9,7 @@ import ast
 import functools
 import importlib.util
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +91,7 @@ def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
         "currentStage": status.get("currentStage", ""),
         "reason": succeeded.get("reason", ""),
         "conditionMessage": succeeded.get("message", ""),
-        "approvalDecision": (spec.get("approval") or {}).get("decision", "Pending"),
+        "approvalDecision": approval_decision(run),
         "approvedBy": approval.get("by", ""),
         "auc": evaluation.get("candidateAuc"),
         "modelVersion": (status.get("mlflow") or {}).get("modelVersion", ""),
@@ -113,6 +113,16 @@ def stage_entries(run: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {str(s.get("name")): dict(s) for s in (run.get("status") or {}).get("stages") or []}
 
 
+def approval_decision(run: Mapping[str, Any]) -> str:
+    """The gate's verdict as the operator tallied it (status.approval.decision). The admission
+    policy resets spec.approval.decision to Pending after recording each ballot, so the spec
+    only tells on a cluster without the chart's approvals policies."""
+    status_decision = ((run.get("status") or {}).get("approval") or {}).get("decision")
+    if status_decision:
+        return str(status_decision)
+    return str(((run.get("spec") or {}).get("approval") or {}).get("decision") or "Pending")
+
+
 def actions_for(run: Mapping[str, Any]) -> dict[str, bool]:
     """Which buttons make sense now (the API server and the operator still decide)."""
     spec, status = run.get("spec") or {}, run.get("status") or {}
@@ -120,10 +130,128 @@ def actions_for(run: Mapping[str, Any]) -> dict[str, bool]:
     live = phase not in TERMINAL and not spec.get("cancel")
     return {
         "continueToCD": live and phase == "AwaitingCD" and not spec.get("continueToCD"),
-        "approve": live
-        and phase == "AwaitingApproval"
-        and (spec.get("approval") or {}).get("decision", "Pending") == "Pending",
+        "approve": live and phase == "AwaitingApproval" and approval_decision(run) == "Pending",
         "cancel": live,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The approval gate: its policy, the decisions so far, and who may decide
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """spec.approval.policy as the admission policy fixed it at creation; absent fields take
+    the chart's defaults (one approval, four-eyes, the operators group), as the operator does."""
+
+    quorum: int = 1
+    four_eyes: bool = True
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ("claimops:operators",)
+
+    @classmethod
+    def parse(cls, policy: Mapping[str, Any] | None) -> ApprovalPolicy:
+        policy, d = policy or {}, cls()
+        approvers = policy.get("approvers") or {}
+        return cls(
+            quorum=int(policy.get("quorum", d.quorum)),
+            four_eyes=bool(policy.get("fourEyes", d.four_eyes)),
+            users=tuple(str(u) for u in approvers.get("users", d.users)),
+            groups=tuple(str(g) for g in approvers.get("groups", d.groups)),
+        )
+
+    def approvers(self) -> str:
+        """E.g. "groups claimops:operators" or "users ada; groups claimops:operators"."""
+        who = [f"users {', '.join(self.users)}"] if self.users else []
+        who += [f"groups {', '.join(self.groups)}"] if self.groups else []
+        return "; ".join(who) or "nobody"
+
+    def describe(self) -> str:
+        """E.g. "quorum 2, four-eyes on, approvers: groups claimops:operators"."""
+        return f"quorum {self.quorum}, four-eyes {'on' if self.four_eyes else 'off'}, approvers: {self.approvers()}"
+
+
+@dataclass(frozen=True)
+class MayDecide:
+    """What a user may cast on a run's gate; `reason` says why not (empty when both are allowed)."""
+
+    approve: bool
+    reject: bool
+    reason: str = ""
+
+
+def may_decide(
+    policy: ApprovalPolicy,
+    submitter: str,
+    user: str,
+    groups: Sequence[str],
+    *,
+    approved_by: Sequence[str] = (),
+    verdict: str = "Pending",
+) -> MayDecide:
+    """Mirrors the chart's approvals ValidatingAdmissionPolicy (which still decides): the gate
+    is open, the user is an approver by name or group, four-eyes keeps the submitter from
+    approving (not from rejecting), and an approval counts once per user."""
+    if verdict != "Pending":
+        return MayDecide(False, False, f"The approval gate is already decided ({verdict.lower()}).")
+    if user not in policy.users and not any(g in policy.groups for g in groups):
+        mine = ", ".join(groups) or "none"
+        why = f"{user} is not an approver of this run (approvers: {policy.approvers()}; you are in groups {mine})."
+        return MayDecide(False, False, why)
+    if policy.four_eyes and user == submitter:
+        return MayDecide(
+            False,
+            True,
+            f"{user} submitted this run: four-eyes needs another approver (you may still reject it).",
+        )
+    if user in approved_by:
+        return MayDecide(False, True, f"{user} has already approved this run; approvals count once per user.")
+    return MayDecide(True, True)
+
+
+def approval_view(run: Mapping[str, Any], user: str | None, groups: Sequence[str]) -> dict[str, Any]:
+    """The gate on the run page: the tally, the policy, the submitter, every recorded decision
+    (status.approval.decisions, stamped by the operator; spec.decisions until it has seen them)
+    and what `user` (signed in with `groups`) may cast."""
+    spec, status = run.get("spec") or {}, run.get("status") or {}
+    tallied = status.get("approval") or {}
+    policy = ApprovalPolicy.parse(tallied.get("policy") or (spec.get("approval") or {}).get("policy"))
+    submitter = spec.get("submitter") or {}
+    recorded = tallied.get("decisions") or spec.get("decisions") or []
+    decisions = [
+        {
+            "decision": str(d.get("decision", "")),
+            "user": str(d.get("user", "")),
+            "groups": [str(g) for g in d.get("groups") or ()],
+            "comment": str(d.get("comment") or ""),
+            "at": str(d.get("at") or ""),
+        }
+        for d in recorded
+    ]
+    approved_by = [str(u) for u in tallied.get("approvedBy") or ()]
+    verdict = approval_decision(run)
+    approvals = int(tallied.get("approvals", len(approved_by)))
+    required = int(tallied.get("required", policy.quorum))
+    may = (
+        may_decide(
+            policy, str(submitter.get("username", "")), user, groups, approved_by=approved_by, verdict=verdict
+        )
+        if user
+        else MayDecide(False, False, "Sign in to decide.")
+    )
+    return {
+        "decision": verdict,
+        "approvals": approvals,
+        "required": required,
+        "approvedBy": approved_by,
+        "summary": f"{approvals} of {required} — {policy.describe()}",
+        "policy": policy,
+        "submitter": {
+            "username": str(submitter.get("username", "")),
+            "groups": [str(g) for g in submitter.get("groups") or ()],
+        },
+        "decisions": decisions,
+        "may": may,
     }
 
 
@@ -143,8 +271,11 @@ def run_status(run: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_page_context(run: Mapping[str, Any], stage: str) -> dict[str, Any]:
-    """The run page's context: the stage asked for, else the run's current stage."""
+def run_page_context(
+    run: Mapping[str, Any], stage: str, user: str | None = None, groups: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The run page's context: the stage asked for, else the run's current stage; the gate as
+    `user` (in `groups`) sees it."""
     if stage not in contract.stage_names():
         stage = str((run.get("status") or {}).get("currentStage") or "commit")
     return {
@@ -153,6 +284,7 @@ def run_page_context(run: Mapping[str, Any], stage: str) -> dict[str, Any]:
         "status": run.get("status") or {},
         "dag": dag(run),
         "actions": actions_for(run),
+        "approval": approval_view(run, user, groups),
         "stage": stage,
         "stages": contract.STAGES,
     }

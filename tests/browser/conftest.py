@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from tests.harness import approvals
 from tests.harness.control_plane import ControlPlane
 from tests.harness.mlflow_server import MlflowServer
 from tests.harness.node_standin import NodeStandIn
@@ -80,6 +81,8 @@ def ui_stack(
     namespace = f"ui-{uuid.uuid4().hex[:8]}"
     control_plane.kubectl("create", "namespace", namespace)
     control_plane.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+    # Decisions are recorded (and refused) by the chart's approvals policies, as installed.
+    policies = approvals.install(control_plane, namespace)
     operator = OperatorProcess(control_plane.kubeconfig, namespace, cluster_mlflow.url, workdir / "operator")
     operator.workdir.mkdir(parents=True)
     operator.start()
@@ -91,6 +94,7 @@ def ui_stack(
     finally:
         ui.stop()
         operator.stop()
+        approvals.uninstall(control_plane, policies)
         control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
@@ -111,17 +115,28 @@ def watch_console(page: Page, errors: list[str]) -> None:
     page.on("pageerror", lambda exc: errors.append(f"{page.url}: {exc}"))
 
 
-@pytest.fixture(scope="package")
-def alice(browser: Browser, ui_stack: UiStack) -> Iterator[Page]:
-    """One signed-in page for the whole session (the flow tests share one run)."""
-    context = browser.new_context(base_url=ui_stack.url, viewport={"width": 1366, "height": 900})
+def signed_in(browser: Browser, stack: UiStack, user: str) -> Iterator[Page]:
+    context = browser.new_context(base_url=stack.url, viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    watch_console(page, ui_stack.console_errors)
+    watch_console(page, stack.console_errors)
     page.goto("/ui/login")
-    page.get_by_label("User name").fill("alice")
-    page.get_by_label("Password").fill(USERS["alice"])
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(USERS[user])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url("**/ui/runs")
     yield page
     context.close()
+
+
+@pytest.fixture(scope="package")
+def alice(browser: Browser, ui_stack: UiStack) -> Iterator[Page]:
+    """One signed-in page for the whole session (the flow tests share one run, which alice
+    submits)."""
+    yield from signed_in(browser, ui_stack, "alice")
+
+
+@pytest.fixture(scope="package")
+def bob(browser: Browser, ui_stack: UiStack) -> Iterator[Page]:
+    """A second login: under four-eyes the submitter's runs are approved by someone else."""
+    yield from signed_in(browser, ui_stack, "bob")

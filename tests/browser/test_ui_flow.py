@@ -137,14 +137,23 @@ def test_the_api_server_refuses_an_approval_in_someone_elses_name(ui_stack: UiSt
         impersonate_group=config.impersonate_group,
         failure_configmap=config.failure_defaults_configmap,
     )
-    with pytest.raises(Forbidden, match=re.escape("spec.approval.by must name the requesting user (alice)")):
+    with pytest.raises(
+        Forbidden,
+        match=re.escape('spec.approval.by is "bob" but the API server authenticated you as "alice"'),
+    ) as refused:
         gateway.patch_run(
             "alice", "forgery-check", {"spec": {"approval": {"decision": "Approved", "by": "bob"}}}
         )
+    assert refused.value.status == 403
+    # The honest ballot is recorded under alice and the ballot reset for the next approver.
     honest = gateway.patch_run(
         "alice", "forgery-check", {"spec": {"approval": {"decision": "Approved", "by": "alice"}}}
     )
-    assert honest["spec"]["approval"]["by"] == "alice"
+    assert honest["spec"]["approval"]["decision"] == "Pending"
+    assert "by" not in honest["spec"]["approval"]
+    [recorded] = honest["spec"]["decisions"]
+    assert (recorded["decision"], recorded["user"]) == ("Approved", "alice")
+    assert config.impersonate_group in recorded["groups"]
 
 
 # -- the flow -----------------------------------------------------------------------------------
@@ -168,7 +177,9 @@ def test_fake_commit_advances_the_dag_live_without_reload(alice: Page, ui_stack:
     alice.set_viewport_size({"width": 1366, "height": 900})
 
 
-def test_continue_to_cd_then_approve_records_the_signed_in_user(alice: Page, ui_stack: UiStack) -> None:
+def test_continue_to_cd_then_approve_records_the_signed_in_user(
+    alice: Page, bob: Page, ui_stack: UiStack
+) -> None:
     name = FLOW["run"]
     alice.goto(f"/ui/runs/{name}")
     alice.get_by_role("button", name="Continue to CD").click()
@@ -176,21 +187,52 @@ def test_continue_to_cd_then_approve_records_the_signed_in_user(alice: Page, ui_
         "data-state", re.compile("Running|Succeeded"), timeout=30_000
     )
     expect(alice.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
-    shot(alice, ui_stack, "05-run-awaiting-approval")
-    alice.get_by_label("Comment (required to reject)").fill("holdout AUC looks right")
-    alice.get_by_role("button", name="Approve").click()
-    expect(alice.locator("#approved-by")).to_have_text("alice", timeout=30_000)
+    # alice submitted the run: under four-eyes she is offered Reject only, and told why.
+    expect(alice.locator("#approval-summary")).to_have_text(
+        "Approvals: 0 of 1 — quorum 1, four-eyes on, approvers: groups claimops:operators"
+    )
+    expect(alice.locator("#submitter")).to_have_text("alice")
+    expect(alice.locator("#approve")).to_have_count(0)
+    expect(alice.locator("#reject")).to_be_visible()
+    expect(alice.locator("#approval-reason")).to_contain_text("four-eyes")
+    shot(alice, ui_stack, "05-run-awaiting-approval-submitter")
+    # Asking anyway: the API server refuses, and its policy's words reach her (JSON and HTML).
+    token = alice.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    refused = alice.request.post(f"/pipeline/{name}/approve", headers={"X-CSRF-Token": token})
+    assert refused.status == 403, refused.text()
+    assert refused.json()["error"] == "Forbidden"
+    assert '"alice" submitted this run and may not approve it: four-eyes' in refused.json()["detail"]
+    client, form_token = session_client(ui_stack, "alice")
+    page = client.post(
+        f"/ui/actions/runs/{name}/approve", data={"csrf_token": form_token}, headers={"Accept": "text/html"}
+    )
+    assert page.status_code == 403
+    assert "may not approve it: four-eyes" in page.text.replace("&#34;", '"')
+    # bob approves.
+    bob.goto(f"/ui/runs/{name}")
+    expect(bob.locator("#approval-reason")).to_have_count(0)
+    shot(bob, ui_stack, "05-run-awaiting-approval")
+    bob.get_by_label("Comment (required to reject)").fill("holdout AUC looks right")
+    bob.get_by_role("button", name="Approve").click()
+    expect(bob.locator("#approved-by")).to_have_text("bob", timeout=30_000)
+    expect(bob.locator('#decisions .decision[data-decision="Approved"]')).to_contain_text("by bob")
     run = ui_stack.kubectl_json("get", "cpr", name, "--show-managed-fields")
-    assert run["spec"]["approval"] == {
-        "decision": "Approved",
-        "by": "alice",
-        "comment": "holdout AUC looks right",
-    }
-    assert run["status"]["approval"]["by"] == "alice"
-    assert run["status"]["approval"]["decision"] == "Approved"
+    # Admission moved the ballot into spec.decisions under the authenticated users.
+    assert run["spec"]["approval"]["decision"] == "Pending"
+    assert "by" not in run["spec"]["approval"]
+    assert [(d["decision"], d["user"], d.get("comment")) for d in run["spec"]["decisions"]] == [
+        ("ContinueToCD", "alice", None),
+        ("Approved", "bob", "holdout AUC looks right"),
+    ]
+    approval = run["status"]["approval"]
+    assert (approval["decision"], approval["by"], approval["approvedBy"]) == ("Approved", "bob", ["bob"])
+    assert [(d["decision"], d["user"]) for d in approval["decisions"]] == [
+        ("ContinueToCD", "alice"),
+        ("Approved", "bob"),
+    ]
     managers = {m["manager"] for m in run["metadata"]["managedFields"]}
     assert "claimops-ui" in managers
-    shot(alice, ui_stack, "06-run-approved")
+    shot(bob, ui_stack, "06-run-approved")
     # A second run for the promotion/rollback test, started now so that its CI and CD overlap
     # with the tests in between (same data and seed: a candidate as good as the first).
     token = alice.locator('meta[name="csrf-token"]').get_attribute("content") or ""
@@ -326,14 +368,15 @@ def wait_champion(page: Page, version: str, timeout: float = 120) -> None:
         time.sleep(2)
 
 
-def test_champion_card_changes_after_each_promotion(alice: Page, ui_stack: UiStack) -> None:
+def test_champion_card_changes_after_each_promotion(alice: Page, bob: Page, ui_stack: UiStack) -> None:
     first = _wait_promoted(ui_stack, FLOW["run"], timeout=300)["status"]["mlflow"]["modelVersion"]
     wait_champion(alice, first)
     shot(alice, ui_stack, "13-champion-first")
-    alice.goto(f"/ui/runs/{FLOW['second']}")
-    expect(alice.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
-    alice.get_by_role("button", name="Approve").click()
-    expect(alice.locator("#approved-by")).to_have_text("alice", timeout=30_000)
+    # alice submitted the second run too: bob approves it (four-eyes).
+    bob.goto(f"/ui/runs/{FLOW['second']}")
+    expect(bob.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
+    bob.get_by_role("button", name="Approve").click()
+    expect(bob.locator("#approved-by")).to_have_text("bob", timeout=30_000)
     second = _wait_promoted(ui_stack, FLOW["second"], timeout=300)["status"]["mlflow"]["modelVersion"]
     assert second != first
     wait_champion(alice, second)

@@ -1,11 +1,13 @@
 """The UI through kind's port mapping (http://localhost:3001) in headless Chromium, signed in
 with the password from the Secret the chart generated, acting under the chart's own RBAC:
 a fake commit advances live, the inspector shows the real pod log (pods/log API), approval
-records the signed-in user, and a failure toggle makes the next run fail as documented."""
+records the signed-in user (who may not be the run's submitter: four-eyes), and a failure
+toggle makes the next run fail as documented."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from claimops_stages.contract import FailureMode
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.conftest import UI_URL, KindCluster
+from tests.e2e.conftest import UI_URL, KindCluster, pipelinerun
 from tests.harness.ui_pages import (
     expect_ci_starts_live,
     expect_failed_as_documented,
@@ -81,17 +83,38 @@ def test_continue_and_approve_record_the_signed_in_user(
     admin: Page, kind: KindCluster, screenshots: Path
 ) -> None:
     name = FLOW["run"]
+    # admin submitted that run through the UI, so four-eyes keeps admin from approving it. The
+    # run admin approves is created with kubectl (submitter: kind's kubeconfig user), now, so
+    # that its CI and CD overlap the first run's CD.
+    other = f"e2e-ui-approve-{int(time.time()) % 100000:05d}"
+    kind.kubectl(
+        "apply", "-f", "-",
+        stdin=pipelinerun(
+            other, "ab12cd3" + "0" * 33,
+            dataset={"rows": 5000}, training={"nEstimators": 50}, autoContinueToCD=True,
+        ),
+    )  # fmt: skip
     admin.goto(f"/ui/runs/{name}")
     admin.get_by_role("button", name="Continue to CD").click()
     expect(admin.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
+    expect(admin.locator("#approve")).to_have_count(0)
+    expect(admin.locator("#approval-reason")).to_contain_text("four-eyes")
+    # The journey tests own production: this run stops here.
+    admin.locator("#cancel").click()
+    expect(admin.locator("#run-phase")).to_have_text("Cancelled", timeout=60_000)
+    admin.goto(f"/ui/runs/{other}")
+    expect(admin.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=2 * STAGE_TIMEOUT_MS)
     admin.get_by_label("Comment (required to reject)").fill("e2e: approved in the browser")
     admin.get_by_role("button", name="Approve").click()
     expect(admin.locator("#approved-by")).to_have_text("admin", timeout=30_000)
-    run = kind.get("cpr", name)
-    assert run["spec"]["approval"]["by"] == "admin"
+    run = kind.get("cpr", other)
+    assert run["spec"]["submitter"]["username"] != "admin"
+    # Admission recorded the ballot under the signed-in user and reset spec.approval.
+    assert run["spec"]["approval"]["decision"] == "Pending"
+    assert "by" not in run["spec"]["approval"]
+    assert run["spec"]["decisions"][-1]["user"] == "admin"
     assert run["status"]["approval"] == {**run["status"]["approval"], "decision": "Approved", "by": "admin"}
     admin.screenshot(path=str(screenshots / "03-approved.png"), full_page=True)
-    # The journey tests own production: this run stops here.
     admin.locator("#cancel").click()
     expect(admin.locator("#run-phase")).to_have_text("Cancelled", timeout=60_000)
 

@@ -43,8 +43,9 @@ class StandInLogSource:
 
 #: What the UI's part of the chart installs that the harness applies: its identity and RBAC
 #: (ServiceAccount, reader Role, operators Role for the impersonated users, impersonator
-#: ClusterRole), the failure-defaults ConfigMap and the approval-identity admission policy.
-#: Not its Deployment, Service or Secrets: the harness runs the UI itself.
+#: ClusterRole) and the failure-defaults ConfigMap. Not its Deployment, Service or Secrets:
+#: the harness runs the UI itself. Who may decide on a run is the chart's approvals component
+#: (tests/harness/approvals.py), not the UI's.
 UI_KINDS = (
     "ServiceAccount",
     "Role",
@@ -52,8 +53,6 @@ UI_KINDS = (
     "ClusterRole",
     "ClusterRoleBinding",
     "ConfigMap",
-    "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding",
 )
 #: A placeholder bcrypt hash for the chart's ui.extraUsers (the harness writes its own htpasswd).
 _PLACEHOLDER_HASH = "$2y$04$" + "." * 53
@@ -107,8 +106,8 @@ def ui_kubeconfig(cp: ControlPlane, namespace: str, path: Path) -> Path:
 
 
 def setup_ui_identity(cp: ControlPlane, namespace: str, users: list[str], workdir: Path) -> Path:
-    """The chart's UI RBAC, failure-defaults ConfigMap and approval-identity policy (bound to
-    `namespace`) applied, and a kubeconfig with the UI ServiceAccount's token."""
+    """The chart's UI RBAC and failure-defaults ConfigMap applied in `namespace`, and a
+    kubeconfig with the UI ServiceAccount's token."""
     objects = rbac_manifests(namespace, users)
     cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
     return ui_kubeconfig(cp, namespace, workdir / "ui.kubeconfig")

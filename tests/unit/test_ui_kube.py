@@ -4,6 +4,7 @@ creates it and grants no `create` (a missing ConfigMap is a 404 that says so).""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from claimops_ui import kube
-from claimops_ui.errors import Forbidden, NotFound
+from claimops_ui.errors import Forbidden, InvalidInput, NotFound, UiError
 
 CONFIGMAP = "claimops-failure-defaults"
 
@@ -67,3 +68,21 @@ def test_a_refused_patch_is_forbidden(gateway: kube.KubeGateway) -> None:
     FakeCore.patch_status = 403
     with pytest.raises(Forbidden, match=f"configmap {CONFIGMAP} as alice"):
         gateway.set_failure_default("alice", "TrainingError", True)
+
+
+#: How the API server answers a write the chart's approvals ValidatingAdmissionPolicy refuses.
+DENIED = (
+    "pipelineruns.claimops.io \"run-a\" is forbidden: ValidatingAdmissionPolicy 'claimops-approvals' with binding"
+    " 'claimops-approvals' denied request: \"ada\" submitted this run and may not approve it: four-eyes"
+    " (spec.approval.policy.fourEyes) needs an approver other than the submitter"
+)
+
+
+@pytest.mark.parametrize(("status", "expected"), [(403, Forbidden), (422, InvalidInput)], ids=["403", "422"])
+def test_an_admission_refusal_is_a_4xx_with_the_policys_message(status: int, expected: type[UiError]) -> None:
+    exc = ApiException(status=status, reason="Forbidden")
+    exc.body = json.dumps({"kind": "Status", "status": "Failure", "message": DENIED, "code": status})
+    error = kube.translate(exc, "patch pipelineruns/run-a as ada")
+    assert type(error) is expected
+    assert error.status == status
+    assert error.detail == f"patch pipelineruns/run-a as ada: {DENIED}"

@@ -43,36 +43,182 @@ def test_run_summary() -> None:
     assert not summary["terminal"]
 
 
+def awaiting(tally: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    """A run at the manual gate whose status.approval (the operator's tally) is `tally`."""
+    r = run("AwaitingApproval", **spec)
+    r["status"]["approval"] = tally
+    return r
+
+
+PENDING = {"decision": "Pending", "approvals": 0, "required": 1, "approvedBy": []}
+
 ACTIONS = [
-    ("running", "Running", {}, {"continueToCD": False, "approve": False, "cancel": True}),
-    ("awaiting-cd", "AwaitingCD", {}, {"continueToCD": True, "approve": False, "cancel": True}),
+    ("running", run("Running"), {"continueToCD": False, "approve": False, "cancel": True}),
+    ("awaiting-cd", run("AwaitingCD"), {"continueToCD": True, "approve": False, "cancel": True}),
     (
         "awaiting-cd-already-continued",
-        "AwaitingCD",
-        {"continueToCD": True},
+        run("AwaitingCD", continueToCD=True),
         {"continueToCD": False, "approve": False, "cancel": True},
     ),
-    ("awaiting-approval", "AwaitingApproval", {}, {"continueToCD": False, "approve": True, "cancel": True}),
+    ("awaiting-approval", awaiting(PENDING), {"continueToCD": False, "approve": True, "cancel": True}),
     (
-        "approved-not-yet-observed",
-        "AwaitingApproval",
-        {"approval": {"decision": "Approved"}},
+        # Admission reset the ballot to Pending; the tally says the gate is decided.
+        "approved-phase-not-yet-advanced",
+        awaiting({**PENDING, "decision": "Approved"}, approval={"decision": "Pending"}),
+        {"continueToCD": False, "approve": False, "cancel": True},
+    ),
+    (
+        "ballot-reset-by-admission-gate-still-open",
+        awaiting({**PENDING, "required": 2, "approvals": 1}, approval={"decision": "Pending"}),
+        {"continueToCD": False, "approve": True, "cancel": True},
+    ),
+    (
+        "no-tally-yet-falls-back-to-the-spec",
+        awaiting({}, approval={"decision": "Approved"}),
         {"continueToCD": False, "approve": False, "cancel": True},
     ),
     (
         "cancel-requested",
-        "Running",
-        {"cancel": True},
+        run("Running", cancel=True),
         {"continueToCD": False, "approve": False, "cancel": False},
     ),
-    ("succeeded", "Succeeded", {}, {"continueToCD": False, "approve": False, "cancel": False}),
-    ("failed", "Failed", {}, {"continueToCD": False, "approve": False, "cancel": False}),
+    ("succeeded", run("Succeeded"), {"continueToCD": False, "approve": False, "cancel": False}),
+    ("failed", run("Failed"), {"continueToCD": False, "approve": False, "cancel": False}),
 ]
 
 
-@pytest.mark.parametrize(("phase", "spec", "expected"), [c[1:] for c in ACTIONS], ids=[c[0] for c in ACTIONS])
-def test_actions_for(phase: str, spec: dict[str, Any], expected: dict[str, bool]) -> None:
-    assert views.actions_for(run(phase, **spec)) == expected
+@pytest.mark.parametrize(("r", "expected"), [c[1:] for c in ACTIONS], ids=[c[0] for c in ACTIONS])
+def test_actions_for(r: dict[str, Any], expected: dict[str, bool]) -> None:
+    assert views.actions_for(r) == expected
+
+
+# -- the approval gate: who may decide (mirrors the chart's approvals admission policy)
+
+OPERATORS = ["claimops:operators", "system:authenticated"]
+DEFAULT_POLICY = views.ApprovalPolicy()
+
+MAY = [
+    # (id, policy, submitter, user, groups, approved by, verdict, approve, reject, reason contains)
+    ("approver-by-group", DEFAULT_POLICY, "ada", "bob", OPERATORS, [], "Pending", True, True, ""),
+    (
+        "approver-by-user",
+        views.ApprovalPolicy(users=("carol",), groups=()),
+        "ada", "carol", ["system:authenticated"], [], "Pending", True, True, "",
+    ),
+    (
+        "not-an-approver",
+        DEFAULT_POLICY,
+        "ada", "eve", ["system:authenticated"], [], "Pending", False, False, "eve is not an approver",
+    ),
+    (
+        "four-eyes-blocks-approve-not-reject",
+        DEFAULT_POLICY, "ada", "ada", OPERATORS, [], "Pending", False, True, "four-eyes",
+    ),
+    (
+        "four-eyes-off-the-submitter-may-approve",
+        views.ApprovalPolicy(four_eyes=False), "ada", "ada", OPERATORS, [], "Pending", True, True, "",
+    ),
+    (
+        "already-approved-by-this-user",
+        views.ApprovalPolicy(quorum=2), "ada", "bob", OPERATORS, ["bob"], "Pending", False, True,
+        "already approved",
+    ),
+    (
+        "another-users-approval-does-not-count-against-me",
+        views.ApprovalPolicy(quorum=2), "ada", "bob", OPERATORS, ["carol"], "Pending", True, True, "",
+    ),
+    ("gate-approved", DEFAULT_POLICY, "ada", "bob", OPERATORS, ["carol"], "Approved", False, False, "approved"),
+    ("gate-rejected", DEFAULT_POLICY, "ada", "bob", OPERATORS, [], "Rejected", False, False, "rejected"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("policy", "submitter", "user", "groups", "approved_by", "verdict", "approve", "reject", "reason"),
+    [c[1:] for c in MAY],
+    ids=[c[0] for c in MAY],
+)
+def test_may_decide(
+    policy: views.ApprovalPolicy,
+    submitter: str,
+    user: str,
+    groups: list[str],
+    approved_by: list[str],
+    verdict: str,
+    approve: bool,
+    reject: bool,
+    reason: str,
+) -> None:
+    may = views.may_decide(policy, submitter, user, groups, approved_by=approved_by, verdict=verdict)
+    assert (may.approve, may.reject) == (approve, reject)
+    assert reason in may.reason
+    assert bool(may.reason) == (not approve)  # a reason whenever a button is withheld
+
+
+def test_policy_parse_takes_the_charts_defaults_for_absent_fields() -> None:
+    assert views.ApprovalPolicy.parse(None) == DEFAULT_POLICY
+    policy = views.ApprovalPolicy.parse({"quorum": 2, "approvers": {"users": ["ada"]}})
+    assert policy == views.ApprovalPolicy(quorum=2, four_eyes=True, users=("ada",))
+    assert (
+        views.ApprovalPolicy.parse({"fourEyes": False, "approvers": {"groups": []}}).approvers() == "nobody"
+    )
+
+
+TALLY = {
+    "decision": "Pending",
+    "approvals": 1,
+    "required": 2,
+    "approvedBy": ["bob"],
+    "policy": {"quorum": 2, "fourEyes": True, "approvers": {"users": [], "groups": ["claimops:operators"]}},
+    "decisions": [
+        {"decision": "ContinueToCD", "user": "ada", "groups": OPERATORS, "at": "2026-01-01T00:01:00Z"},
+        {
+            "decision": "Approved",
+            "user": "bob",
+            "groups": OPERATORS,
+            "comment": "ok",
+            "at": "2026-01-01T00:02:00Z",
+        },
+    ],
+}
+SUBMITTER = {"username": "ada", "groups": OPERATORS}
+
+
+def test_approval_view_shows_the_policy_the_tally_and_every_decision() -> None:
+    gate = views.approval_view(awaiting(TALLY, submitter=SUBMITTER), "carol", OPERATORS)
+    assert gate["summary"] == "1 of 2 — quorum 2, four-eyes on, approvers: groups claimops:operators"
+    assert gate["submitter"] == SUBMITTER
+    assert [(d["decision"], d["user"], d["comment"], d["at"]) for d in gate["decisions"]] == [
+        ("ContinueToCD", "ada", "", "2026-01-01T00:01:00Z"),
+        ("Approved", "bob", "ok", "2026-01-01T00:02:00Z"),
+    ]
+    assert gate["decisions"][1]["groups"] == OPERATORS
+    assert gate["may"] == views.MayDecide(True, True)
+
+
+@pytest.mark.parametrize(
+    ("user", "approve", "reason"),
+    [("ada", False, "four-eyes"), ("bob", False, "already approved"), (None, False, "Sign in")],
+    ids=["submitter", "approved-already", "signed-out"],
+)
+def test_approval_view_withholds_approve_with_the_reason(
+    user: str | None, approve: bool, reason: str
+) -> None:
+    gate = views.approval_view(awaiting(TALLY, submitter=SUBMITTER), user, OPERATORS)
+    assert gate["may"].approve is approve
+    assert reason in gate["may"].reason
+
+
+def test_approval_view_falls_back_to_the_specs_decisions_and_policy_before_the_operator_tallies() -> None:
+    spec_decisions = [{"decision": "Approved", "user": "bob", "groups": OPERATORS}]
+    r = awaiting(
+        {},
+        submitter=SUBMITTER,
+        approval={"decision": "Pending", "policy": {"quorum": 3}},
+        decisions=spec_decisions,
+    )
+    gate = views.approval_view(r, "carol", OPERATORS)
+    assert gate["summary"].startswith("0 of 3 — quorum 3, four-eyes on")
+    assert [(d["user"], d["at"]) for d in gate["decisions"]] == [("bob", "")]
 
 
 def test_dag_draws_all_twelve_stages_with_their_states() -> None:
@@ -167,7 +313,7 @@ def test_stage_config_without_a_run_shows_the_default_arguments() -> None:
 
 
 def test_run_status_is_the_summary_with_the_status_and_the_buttons() -> None:
-    body = views.run_status(run("AwaitingApproval"))
+    body = views.run_status(awaiting(PENDING))
     assert body["name"] == "run-abc"
     assert [s["name"] for s in body["stages"]] == ["commit", "ci-tests", "quick-train"]
     assert body["conditions"][0]["reason"] == "Running"

@@ -47,6 +47,12 @@ def context(request: Request, svc: Services, nav: str, **extra: Any) -> dict[str
     }
 
 
+def ui_groups(svc: Services) -> list[str]:
+    """The groups the API server sees on a signed-in user's writes: the impersonation group,
+    and system:authenticated, which it adds to every impersonated user."""
+    return [svc.config.impersonate_group, "system:authenticated"]
+
+
 def render(
     request: Request, svc: Services, template: str, nav: str, status_code: int = 200, **extra: Any
 ) -> HTMLResponse:
@@ -153,7 +159,7 @@ def run_page(
     tab: str = "code",
 ) -> HTMLResponse:
     run = svc.kube.get_run(name)
-    ctx = run_page_context(run, stage)
+    ctx = run_page_context(run, stage, current_user(request), ui_groups(svc))
     inspected = inspector.view(svc, run, ctx["stage"], tab)
     ctx.update(inspected)
     return render(request, svc, "run.html", "runs", **ctx)
@@ -166,7 +172,12 @@ def run_live(
     return svc.templates.TemplateResponse(
         request,
         "_run_live.html",
-        context(request, svc, "runs", **run_page_context(svc.kube.get_run(name), stage)),
+        context(
+            request,
+            svc,
+            "runs",
+            **run_page_context(svc.kube.get_run(name), stage, current_user(request), ui_groups(svc)),
+        ),
     )
 
 
