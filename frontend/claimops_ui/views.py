@@ -18,6 +18,7 @@ import pandas as pd
 
 from claimops_stages import contract
 from claimops_stages.api_names import REQUESTED_BY_RUN
+from claimops_stages.approvals import ApprovalPolicy
 from claimops_stages.contract import FAILURE_REASONS, FailureMode, StageInputs, StageKind
 
 from .claims_stream import claim_records
@@ -140,38 +141,6 @@ def actions_for(run: Mapping[str, Any]) -> dict[str, bool]:
 
 
 @dataclass(frozen=True)
-class ApprovalPolicy:
-    """spec.approval.policy as the admission policy fixed it at creation; absent fields take
-    the chart's defaults (one approval, four-eyes, the operators group), as the operator does."""
-
-    quorum: int = 1
-    four_eyes: bool = True
-    users: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ("claimops:operators",)
-
-    @classmethod
-    def parse(cls, policy: Mapping[str, Any] | None) -> ApprovalPolicy:
-        policy, d = policy or {}, cls()
-        approvers = policy.get("approvers") or {}
-        return cls(
-            quorum=int(policy.get("quorum", d.quorum)),
-            four_eyes=bool(policy.get("fourEyes", d.four_eyes)),
-            users=tuple(str(u) for u in approvers.get("users", d.users)),
-            groups=tuple(str(g) for g in approvers.get("groups", d.groups)),
-        )
-
-    def approvers(self) -> str:
-        """E.g. "groups claimops:operators" or "users ada; groups claimops:operators"."""
-        who = [f"users {', '.join(self.users)}"] if self.users else []
-        who += [f"groups {', '.join(self.groups)}"] if self.groups else []
-        return "; ".join(who) or "nobody"
-
-    def describe(self) -> str:
-        """E.g. "quorum 2, four-eyes on, approvers: groups claimops:operators"."""
-        return f"quorum {self.quorum}, four-eyes {'on' if self.four_eyes else 'off'}, approvers: {self.approvers()}"
-
-
-@dataclass(frozen=True)
 class MayDecide:
     """What a user may cast on a run's gate; `reason` says why not (empty when both are allowed)."""
 
@@ -194,7 +163,7 @@ def may_decide(
     approving (not from rejecting), and an approval counts once per user."""
     if verdict != "Pending":
         return MayDecide(False, False, f"The approval gate is already decided ({verdict.lower()}).")
-    if user not in policy.users and not any(g in policy.groups for g in groups):
+    if not policy.is_approver(user, groups):
         mine = ", ".join(groups) or "none"
         why = f"{user} is not an approver of this run (approvers: {policy.approvers()}; you are in groups {mine})."
         return MayDecide(False, False, why)

@@ -38,6 +38,7 @@ from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, Literal, Required, TypedDict, cast
 
+from claimops_stages.approvals import ApprovalPolicy, RecordedDecision, Tally, Verdict, stamped, tally
 from claimops_stages.contract import (
     LOCAL_COMMIT_SHA,
     LOCAL_WINDOW,
@@ -54,7 +55,6 @@ from claimops_stages.contract import (
     stage,
 )
 
-from .approvals import ApprovalPolicy, RecordedDecision, Tally, Verdict, stamped, tally
 from .conditions import (
     ConditionStatus,
     ConditionType,

@@ -4,6 +4,7 @@ the champion; then the documented rollback. The tests share the cluster and run 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -16,6 +17,8 @@ from tests.e2e.conftest import MODEL, REPO, KindCluster, champion_version, pipel
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 RUN = "demo-3f9c2ab"
 SECOND = "demo-second-7d1e0fa"
+#: Who approves the second commit (impersonated by kind's admin, in the chart's approvers group).
+REVIEWERS = ("e2e-reviewer", "e2e-reviewer-2")
 PRODUCTION = f"{MODEL}-production"
 STATE: dict[str, Any] = {}
 
@@ -106,7 +109,11 @@ def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, ml
     kind.kubectl("delete", "cpr", SECOND, "--ignore-not-found", "--wait=true")
     # Another commit: fewer trees, so the paired bootstrap compares two different models.
     training = {"nEstimators": 150, "maxDepth": 12, "quickSampleFraction": 0.2}
-    manifest = pipelinerun(SECOND, "7d1e0fa" + "0" * 33, autoContinueToCD=True, training=training)
+    # Two approvals this time (the run asks for more than the chart's quorum of 1).
+    approval = {"decision": "Pending", "policy": {"quorum": 2}}
+    manifest = pipelinerun(
+        SECOND, "7d1e0fa" + "0" * 33, autoContinueToCD=True, training=training, approval=approval
+    )
     kind.kubectl("apply", "-f", "-", stdin=manifest)
     kind.kubectl(
         "wait",
@@ -119,16 +126,76 @@ def test_a_second_commit_is_evaluated_against_the_champion(kind: KindCluster, ml
     assert str(evaluation["championVersion"]) == first, evaluation
     assert evaluation["passed"] is True, evaluation
     assert evaluation["candidateAuc"] != evaluation["championAuc"], evaluation
-    kind.kubectl(
-        "patch", "cpr", SECOND, "--type", "merge", "--as=e2e-reviewer", "--as-group=claimops:operators",
-        "-p", json.dumps({"spec": {"approval": {"decision": "Approved"}}}),
-    )  # fmt: skip
+    for reviewer in REVIEWERS:
+        kind.kubectl(
+            "patch", "cpr", SECOND, "--type", "merge", f"--as={reviewer}", "--as-group=claimops:operators",
+            "-p", json.dumps({"spec": {"approval": {"decision": "Approved", "comment": f"ok from {reviewer}"}}}),
+        )  # fmt: skip
+        if reviewer == REVIEWERS[0]:
+            kind.wait_for(
+                "1 of 2 approvals",
+                lambda: (kind.get("cpr", SECOND)["status"].get("approval") or {}).get("approvals") == 1,
+                timeout=120,
+            )
+            assert kind.get("cpr", SECOND)["status"]["phase"] == "AwaitingApproval"
     kind.kubectl("wait", "--for=condition=Succeeded", f"cpr/{SECOND}", "--timeout=20m", timeout=1300)
-    second = str(kind.get("cpr", SECOND)["status"]["mlflow"]["modelVersion"])
+    run = kind.get("cpr", SECOND)
+    second = str(run["status"]["mlflow"]["modelVersion"])
     assert second != first
     STATE["second"] = second
     assert champion_version(mlflow) == second
-    assert str(kind.get("mdep", PRODUCTION)["status"]["servingVersion"]) == second
+    assert run["status"]["approval"]["approvedBy"] == list(REVIEWERS)
+    production = kind.get("mdep", PRODUCTION)
+    assert str(production["status"]["servingVersion"]) == second
+    # `kubectl get mdep claim-settlement-production -o yaml` shows who approved what.
+    served = production["status"]["history"][-1]
+    assert (served["version"], served["pipelineRun"], served["approvedBy"]) == (
+        second,
+        SECOND,
+        list(REVIEWERS),
+    )
+    assert served["submitter"] == "kubernetes-admin"
+    STATE["release_digest"] = served["releaseDigest"]
+
+
+def test_the_promoted_version_has_a_release_record_matching_its_digest(mlflow: httpx.Client) -> None:
+    version = STATE["second"]
+    answer = mlflow.get("/api/2.0/mlflow/model-versions/get", params={"name": MODEL, "version": version})
+    answer.raise_for_status()
+    tags = {t["key"]: t["value"] for t in answer.json()["model_version"].get("tags", [])}
+    digest, uri = tags["claimops.release.digest"], tags["claimops.release.uri"]
+    assert digest == STATE["release_digest"]
+    run_id, path = uri.removeprefix("runs:/").split("/", 1)
+    record = mlflow.get("/get-artifact", params={"run_uuid": run_id, "path": path})
+    record.raise_for_status()
+    assert "sha256:" + hashlib.sha256(record.content).hexdigest() == digest
+    statement = json.loads(record.content)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["subject"][0]["name"] == f"models:/{MODEL}/{version}"
+    predicate = statement["predicate"]
+    assert predicate["commit"]["sha"].startswith("7d1e0fa")
+    assert predicate["submitter"]["username"] == "kubernetes-admin"
+    assert [(a["user"], a["decision"]) for a in predicate["approvals"]] == [
+        (r, "Approved") for r in REVIEWERS
+    ]
+    assert all(a["at"] for a in predicate["approvals"])
+    assert predicate["dataset"]["rows"]
+    assert predicate["training"]["nEstimators"] == 150
+    # The digest of the image that ran full-train, as kind's containerd reported it.
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", predicate["trainedBy"]["imageDigest"] or ""), predicate[
+        "trainedBy"
+    ]
+    assert predicate["mlflow"]["modelVersion"] == version
+    assert predicate["mlflow"]["runIds"]
+    evaluation = predicate["evaluation"]
+    assert evaluation["candidateAuc"]
+    assert evaluation["championVersion"] == STATE["first"]
+    assert evaluation["ciLow"] is not None
+    assert evaluation["ciHigh"] is not None
+    assert predicate["shadow"]["agreement"] is not None
+    assert predicate["promoter"] == ", ".join(REVIEWERS)
+    assert predicate["times"]["promotedAt"]
+    assert predicate["times"]["approvedAt"]
 
 
 def test_the_documented_rollback_restores_the_first_version(
@@ -144,6 +211,15 @@ def test_the_documented_rollback_restores_the_first_version(
     assert str(status["servingVersion"]) == STATE["first"], status
     assert status["rolledBackFrom"] == STATE["second"], status
     assert champion_version(mlflow) == STATE["first"]
+    # Who rolled back and why: attributed at admission, kept in history and on the version.
+    restored = status["history"][-1]
+    assert (restored["reason"], restored["requestedBy"]) == ("Rollback", "kubernetes-admin"), restored
+    assert restored["comment"] == "v2 over-approves dental claims"
+    answer = mlflow.get(
+        "/api/2.0/mlflow/model-versions/get", params={"name": MODEL, "version": STATE["first"]}
+    )
+    tags = {t["key"]: t["value"] for t in answer.json()["model_version"].get("tags", [])}
+    assert tags["claimops.rollback.by"] == "kubernetes-admin"
     kind.kubectl("rollout", "status", f"deployment/{PRODUCTION}", "--timeout=5m", timeout=320)
     answer = post_claims_from_a_pod(kind, stage_image, status["url"], "e2e-post-production")
     assert str(answer["model_version"]) == STATE["first"], answer

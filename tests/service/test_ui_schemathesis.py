@@ -18,6 +18,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
+from tests.harness import approvals
 from tests.harness.control_plane import ControlPlane
 from tests.harness.mlflow_server import MlflowServer
 from tests.harness.ui_server import UiServer, setup_ui_identity, ui_config
@@ -38,6 +39,7 @@ def ui(
     workdir = tmp_path_factory.mktemp("ui-schema")
     namespace = f"ui-schema-{uuid.uuid4().hex[:6]}"
     control_plane.kubectl("create", "namespace", namespace)
+    policies = approvals.install(control_plane, namespace)  # as installed: decisions are attributed
     kubeconfig = setup_ui_identity(control_plane, namespace, ["alice"], workdir)
     server = UiServer(
         ui_config(namespace, kubeconfig, cluster_mlflow.url, workdir, {"alice": PASSWORD})
@@ -47,6 +49,7 @@ def ui(
     finally:
         httpx.post(server.url + "/claims/stream/stop", timeout=5)  # refused unless signed in; harmless
         server.stop()
+        approvals.uninstall(control_plane, policies)
         control_plane.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 

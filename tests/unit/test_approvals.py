@@ -3,9 +3,12 @@ repeats and rejections, as the operator counts the decisions admission recorded.
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from claimops_operator.approvals import ApprovalPolicy, RecordedDecision, Verdict, stamped, tally
+import pytest
+import yaml
+
+from claimops_stages.approvals import ApprovalPolicy, RecordedDecision, Verdict, stamped, tally
 
 OPS = ("claimops:operators",)
 
@@ -97,3 +100,13 @@ def test_stamped_keeps_the_time_each_decision_was_first_seen() -> None:
     assert [d["at"] for d in later] == ["2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"]
     assert later[0]["user"] == "ada"
     assert later[0]["groups"] == list(OPS)
+
+
+def test_the_python_defaults_are_the_charts() -> None:
+    """A run without spec.approval.policy (made before the policy existed) is tallied with the
+    chart's defaults; the two must not drift apart."""
+    values = yaml.safe_load((Path(__file__).resolve().parents[2] / "helm/claimops/values.yaml").read_text())
+    chart = values["approvals"]
+    assert ApprovalPolicy() == ApprovalPolicy.parse(
+        {"quorum": chart["quorum"], "fourEyes": chart["fourEyes"], "approvers": chart["approvers"]}
+    )

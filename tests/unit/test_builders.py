@@ -6,6 +6,7 @@ import pytest
 
 from claimops_operator import builders
 from claimops_operator.config import OperatorConfig
+from claimops_stages.api_names import RELEASE, REQUESTED_BY_RUN
 from claimops_stages.contract import StageInputs
 
 CASES = [
@@ -30,3 +31,18 @@ def test_stage_job_image(image: str | None, expected: str) -> None:
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == expected
     assert job["spec"]["activeDeadlineSeconds"] == 600
+
+
+def test_a_promotion_carries_its_release_summary_onto_the_model_deployment() -> None:
+    plain = builders.model_deployment(
+        run="demo", namespace="claims", role="staging", model_name="claim-settlement", version="7"
+    )
+    assert plain["metadata"]["annotations"] == {REQUESTED_BY_RUN: "demo"}
+    promoted = builders.model_deployment(
+        run="demo", namespace="claims", role="production", model_name="claim-settlement", version="7",
+        release='{"pipelineRun": "demo"}',
+    )  # fmt: skip
+    assert promoted["metadata"]["annotations"] == {
+        REQUESTED_BY_RUN: "demo",
+        RELEASE: '{"pipelineRun": "demo"}',
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,7 @@ from claimops_stages.api_names import (
     LABEL_RUN,
     LABEL_STAGE,
     MODEL_DEPLOYMENT,
+    RELEASE,
     REQUESTED_BY_RUN,
     SPEC_HASH,
 )
@@ -541,3 +543,48 @@ def test_rollback_job_belongs_to_the_model_deployment_not_a_run() -> None:
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"] == ["python", "-m", "claimops_stages", "rollback"]
     assert "--requested-by" in container["args"]
+
+
+def test_a_rollback_records_who_asked_and_why_and_tells_the_rollback_job() -> None:
+    body = rollback_requested(reason="v2 over-approves dental claims")
+    body["spec"]["rollback"]["requestedBy"] = {"username": "oncall@example.com", "groups": ["sre"]}
+    first = decide_serving(body, rollout_for(body, Target("2", None)), None, NOW, IMAGE)
+    job = next(a for a in first.actions if isinstance(a, CreateRollbackJob))
+    assert (job.inputs.requested_by, job.inputs.reason) == (
+        "oncall@example.com",
+        "v2 over-approves dental claims",
+    )
+    first = decide_serving(body, rollout_for(body, Target("2", None)), rollback_job("Succeeded"), NOW, IMAGE)
+    body["status"] = first.status
+    second = decide_serving(body, rollout_for(body, Target("1", None)), rollback_job("Succeeded"), NOW, IMAGE)
+    assert second.status["history"][-1] == {
+        "version": "1",
+        "servedFrom": "2026-11-26T05:00:00Z",
+        "reason": "Rollback",
+        "requestedBy": "oncall@example.com",
+        "comment": "v2 over-approves dental claims",
+    }
+
+
+def test_a_promotion_keeps_its_release_summary_in_history() -> None:
+    release = {
+        "pipelineRun": "demo",
+        "submitter": "sam",
+        "approvedBy": ["ada", "bob"],
+        "releaseDigest": "sha256:" + "ab" * 32,
+        "releaseUri": "runs:/r1/release/release-v3.intoto.json",
+    }
+    body = mdep(version="3", status=copy.deepcopy(SERVING_2))
+    body["metadata"]["annotations"][RELEASE] = json.dumps(release)
+    decision = decide_serving(body, rollout_for(body, Target("3", None)), None, NOW, IMAGE)
+    assert decision.status["history"][-1] == {
+        "version": "3",
+        "servedFrom": "2026-11-26T05:00:00Z",
+        "reason": "Rollout",
+        **release,
+    }
+    # A summary left by another run (a later apply by hand) is not attributed to this one.
+    body = mdep(version="3", status=copy.deepcopy(SERVING_2))
+    body["metadata"]["annotations"][RELEASE] = json.dumps({**release, "pipelineRun": "other"})
+    decision = decide_serving(body, rollout_for(body, Target("3", None)), None, NOW, IMAGE)
+    assert "approvedBy" not in decision.status["history"][-1]

@@ -10,9 +10,10 @@ Events (in order), conditions and requeue delay.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -1338,6 +1339,58 @@ def test_inputs_carry_what_earlier_stages_produced() -> None:
     assert inputs.shadow_url == "http://claim-settlement-shadow.claims:8080"
     same = stage_inputs(RUN, spec, world.status, {**world.deployments, "shadow": staging(True, "7")})
     assert same.candidate_version == "7"
+
+
+def test_promote_production_gets_the_release_context_and_production_the_release_summary() -> None:
+    spec = spec_of("{continueToCD: true, approval: {decision: Approved, by: ada, comment: ship it}}")
+    run = replace(RUN, uid="uid-1", created_at="2026-11-26T03:00:00Z")
+    trained = replace(
+        job("full-train"), image="claimops/stages:0.1.0", image_id="docker.io/x@sha256:" + "c" * 64
+    )
+    fresh = drive("full-train", spec)
+    status = decide(run, spec, fresh.status, [*fresh.jobs, trained], fresh.deployments, T0).status
+    entry = next(e for e in status["stages"] if e["name"] == "full-train")
+    assert (entry["image"], entry["imageID"]) == ("claimops/stages:0.1.0", trained.image_id)
+
+    world = drive("promote-production", spec)
+    full = next(e for e in world.status["stages"] if e["name"] == "full-train")
+    full.update({"image": trained.image, "imageID": trained.image_id})
+    promote = created(decide(run, spec, world.status, world.jobs, world.deployments, T0))
+    assert promote.stage == "promote-production"
+    context = json.loads(promote.inputs.release_context or "{}")
+    assert context["pipelineRun"] == {
+        "namespace": "claims",
+        "name": "demo",
+        "uid": "uid-1",
+        "createdAt": "2026-11-26T03:00:00Z",
+    }
+    assert context["spec"]["submitter"] == {"username": "sam", "groups": ["system:authenticated"]}
+    assert context["spec"]["decisions"][0] == {
+        "decision": "Approved",
+        "user": "ada",
+        "groups": ["claimops:operators", "system:authenticated"],
+        "comment": "ship it",
+    }
+    assert context["trainedBy"] == {"image": trained.image, "imageID": trained.image_id}
+    assert context["status"]["evaluation"]["candidateAuc"] == 0.83
+    assert context["status"]["approval"]["decisions"][0]["user"] == "ada"
+    assert context["promoter"] == "ada"
+    assert created(decide(run, spec, {}, [], {}, T0)).inputs.release_context is None  # promote's only
+
+    outputs = {"alias": "champion", "release_digest": "sha256:" + "d" * 64, "release_uri": "runs:/r/release"}
+    done = StageResult("promote-production", ResultStatus.SUCCEEDED, "Passed", outputs=outputs)
+    decision = decide(
+        run, spec, world.status, [*world.jobs, job("promote-production", result=done)], world.deployments, T0
+    )
+    apply = next(a for a in decision.actions if isinstance(a, ApplyModelDeployment))
+    assert apply.role == "production"
+    assert json.loads(apply.release) == {
+        "pipelineRun": "demo",
+        "submitter": "sam",
+        "approvedBy": ["ada"],
+        "releaseDigest": outputs["release_digest"],
+        "releaseUri": outputs["release_uri"],
+    }
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The manual gate's tally: which recorded decisions count under a run's approval policy.
+"""The manual gate's tally: which recorded decisions count under a run's approval policy
+(the operator's gate and the UI's "who may decide" read the same rules from here).
 
 Decisions are recorded in ``spec.decisions`` by the chart's admission policies, under the
 user the API server authenticated; the policy (quorum, four-eyes, approvers) is fixed in
@@ -76,6 +77,16 @@ class ApprovalPolicy:
             "fourEyes": self.four_eyes,
             "approvers": {"users": list(self.users), "groups": list(self.groups)},
         }
+
+    def approvers(self) -> str:
+        """E.g. "groups claimops:operators" or "users ada; groups claimops:operators"."""
+        who = [f"users {', '.join(self.users)}"] if self.users else []
+        who += [f"groups {', '.join(self.groups)}"] if self.groups else []
+        return "; ".join(who) or "nobody"
+
+    def describe(self) -> str:
+        """E.g. "quorum 2, four-eyes on, approvers: groups claimops:operators"."""
+        return f"quorum {self.quorum}, four-eyes {'on' if self.four_eyes else 'off'}, approvers: {self.approvers()}"
 
     def is_approver(self, user: str, groups: Iterable[str]) -> bool:
         return user in self.users or any(g in self.groups for g in groups)
