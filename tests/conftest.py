@@ -40,20 +40,31 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane, claimops_crds: tuple[str, ...]) -> Iterator[str]:
-    """A fresh namespace enforcing Pod Security `restricted`, with the chart's approvals
-    admission policies bound to it; deleted after the test."""
+def plain_namespace(control_plane: ControlPlane) -> Iterator[str]:
+    """A fresh namespace enforcing Pod Security `restricted`, deleted after the test (for tests
+    that install the chart themselves or check the CRD schema alone)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     control_plane.kubectl("create", "namespace", name)
     control_plane.kubectl(
         "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted", "--overwrite"
     )
-    policies = approvals.install(control_plane, name)
     try:
         yield name
     finally:
-        approvals.uninstall(control_plane, policies)
         control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(
+    control_plane: ControlPlane, claimops_crds: tuple[str, ...], plain_namespace: str
+) -> Iterator[str]:
+    """A plain namespace with the chart's approvals admission policies bound to it, as a
+    `helm install` there would have them."""
+    policies = approvals.install(control_plane, plain_namespace)
+    try:
+        yield plain_namespace
+    finally:
+        approvals.uninstall(control_plane, policies)
 
 
 @pytest.fixture(scope="session")

@@ -16,13 +16,14 @@ from typing import Any
 
 import pandas as pd
 
-from claimops_stages import contract
+from claimops_stages import contract, release
 from claimops_stages.api_names import REQUESTED_BY_RUN
 from claimops_stages.approvals import ApprovalPolicy
 from claimops_stages.contract import FAILURE_REASONS, FailureMode, StageInputs, StageKind
 
 from .claims_stream import claim_records
 from .errors import NotFound
+from .mlflow_gateway import RUN_ID
 
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
 
@@ -349,12 +350,25 @@ def mlflow_overview(
     return {
         "model": model,
         "runs": runs,
-        "champion": champion,
-        "challenger": challenger,
+        "champion": with_release_record(champion),
+        "challenger": with_release_record(challenger),
         "versions": versions,
         "error": error,
         "metric_keys": list(MLFLOW_METRIC_COLUMNS),
     }
+
+
+def with_release_record(version: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A model version with `release` {href, digest} when it carries a release record (the
+    tags promote-production writes: claimops.release.uri = runs:/<run>/<path>)."""
+    if version is None:
+        return None
+    tags = version.get("tags") or {}
+    uri, digest = str(tags.get(release.TAG_URI, "")), str(tags.get(release.TAG_DIGEST, ""))
+    run_id, _, path = uri.removeprefix("runs:/").partition("/")
+    if not uri.startswith("runs:/") or not RUN_ID.match(run_id) or not path:
+        return version
+    return {**version, "release": {"href": f"/mlflow/artifacts/{run_id}/{path}", "digest": digest}}
 
 
 def mlflow_run_detail(run: Mapping[str, Any], artifacts: list[dict[str, Any]], link: str) -> dict[str, Any]:

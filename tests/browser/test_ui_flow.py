@@ -4,6 +4,7 @@ in file order; each saves screenshots (see conftest)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -15,7 +16,7 @@ from playwright.sync_api import Page, expect
 from websockets.sync.client import connect
 
 from claimops_stages.api_names import API_VERSION, PIPELINE_RUN
-from claimops_stages.contract import FailureMode
+from claimops_stages.contract import SPEC_DEFAULTS, FailureMode
 from claimops_ui.errors import Forbidden
 from claimops_ui.kube import KubeGateway, load_configuration
 from tests.browser.conftest import USERS, UiStack
@@ -381,6 +382,17 @@ def test_champion_card_changes_after_each_promotion(alice: Page, bob: Page, ui_s
     assert second != first
     wait_champion(alice, second)
     shot(alice, ui_stack, "14-champion-second")
+    # The champion card links to the version's release record; what it serves is that record.
+    link = alice.locator("#champion-card a.release-record")
+    expect(link).to_have_count(1)
+    record = alice.request.get(str(link.get_attribute("href")))
+    assert record.ok, record.text()
+    statement = record.json()
+    assert statement["subject"][0]["name"] == f"models:/{SPEC_DEFAULTS['model.name']}/{second}"
+    assert [a["user"] for a in statement["predicate"]["approvals"]] == ["bob"]
+    assert statement["predicate"]["submitter"]["username"] == "alice"
+    title = str(link.get_attribute("title"))
+    assert title == "sha256:" + hashlib.sha256(record.body()).hexdigest()
     alice.goto("/ui/deployments")
     expect(alice.locator("#dep-production .version")).to_have_text(second, timeout=60_000)
     FLOW["versions"] = (first, second)

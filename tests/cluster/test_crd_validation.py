@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -113,15 +111,10 @@ def patch(plane: ControlPlane, namespace: str, resource: str, body: dict[str, An
 
 
 @pytest.fixture
-def namespace(control_plane: ControlPlane) -> Iterator[str]:
+def namespace(plain_namespace: str) -> str:
     """A namespace without the chart's admission policies: these tests check what the CRD
     schema alone refuses (tests/cluster/test_approvals.py checks the policies)."""
-    name = f"crd-{uuid.uuid4().hex[:10]}"
-    control_plane.kubectl("create", "namespace", name)
-    try:
-        yield name
-    finally:
-        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return plain_namespace
 
 
 @pytest.fixture(scope="module")

@@ -405,3 +405,23 @@ def test_claims_sample_labels_each_claim_with_the_generated_outcome() -> None:
     assert (body["rows"], body["seed"], body["profile"]) == (5, 3, "none")
     assert [c["settlement"] for c in body["claims"]] == list(frame["settlement"].astype(str))
     assert isinstance(body["claims"][0]["claim_id"], int)
+
+
+def test_the_champion_card_links_to_its_release_record() -> None:
+    run_id = "a" * 32
+    champion = {
+        "version": "3",
+        "tags": {
+            "claimops.release.uri": f"runs:/{run_id}/release/release-v3.intoto.json",
+            "claimops.release.digest": "sha256:" + "b" * 64,
+        },
+    }
+    view = views.mlflow_overview("claim-settlement", [], champion, None, [], None)
+    assert view["champion"]["release"] == {
+        "href": f"/mlflow/artifacts/{run_id}/release/release-v3.intoto.json",
+        "digest": "sha256:" + "b" * 64,
+    }
+    assert view["challenger"] is None
+    # A version promoted before release records existed (or with a foreign URI) has no link.
+    for tags in ({}, {"claimops.release.uri": "s3://bucket/x.json"}):
+        assert views.with_release_record({"version": "1", "tags": tags}) == {"version": "1", "tags": tags}
