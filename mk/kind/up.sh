@@ -96,7 +96,8 @@ Next (README "The journey with kubectl"):
   kubectl -n $namespace apply -f manifests/examples/pipelinerun.yaml
   kubectl -n $namespace get cpr -w
   kubectl -n $namespace patch cpr demo-3f9c2ab --type merge -p '{"spec":{"continueToCD":true}}'
-  kubectl -n $namespace patch cpr demo-3f9c2ab --type merge -p '{"spec":{"approval":{"decision":"Approved","by":"'"\$USER"'"}}}'
+  kubectl -n $namespace patch cpr demo-3f9c2ab --type merge --as=reviewer --as-group=claimops:operators \\
+    -p '{"spec":{"approval":{"decision":"Approved"}}}'   # an approver, not the submitter
   helm test $release -n $namespace
   make e2e     # the end-to-end tests against this cluster
   make down    # delete the cluster

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -314,6 +314,32 @@ class KubernetesGateway:
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]
     ) -> None:
         self._patch_status(MODELDEPLOYMENTS, namespace, name, old, new)
+
+    def post_event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event about `obj`, as kopf.event would post it (used where kopf's posting
+        context is missing)."""
+        meta = obj.get("metadata") or {}
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                generate_name=f"{meta.get('name', 'claimops')}.", namespace=meta.get("namespace")
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                uid=meta.get("uid"),
+            ),
+            type=type_,
+            reason=reason,
+            message=message[:1024],
+            source=client.V1EventSource(component="claimops-operator"),
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
+        self.core.create_namespaced_event(meta.get("namespace"), event)
 
     def patch_run_status(
         self, namespace: str, name: str, old: Mapping[str, Any], new: Mapping[str, Any]

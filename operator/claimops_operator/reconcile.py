@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, cast
 
@@ -132,6 +132,15 @@ class _Reconciler(ABC):
         self.settings = settings
         self._serial = _Serialized(settings.max_concurrent_reconciles)
 
+    async def _emit(self, obj: Mapping[str, Any], event: EmitEvent) -> None:
+        """Post an Event about `obj`. kopf.event needs the per-object context kopf sets for its
+        own handlers; a reconcile started by the resync loop or a requeue timer has none
+        (LookupError), and then the Event goes out through the gateway instead."""
+        try:
+            kopf.event(cast(Any, obj), type=event.type, reason=event.reason, message=event.message)
+        except LookupError:
+            await asyncio.to_thread(self.gateway.post_event, obj, event.type, event.reason, event.message)
+
     async def reconcile(self, namespace: str, name: str) -> None:
         await self._serial.run(
             (namespace, name),
@@ -240,7 +249,7 @@ class RunReconciler(_Reconciler):
                 )
                 await asyncio.to_thread(self.gateway.apply_model_deployment, manifest)
             elif isinstance(action, EmitEvent):
-                kopf.event(cast(Any, body), type=action.type, reason=action.reason, message=action.message)
+                await self._emit(body, action)
 
     def _observe_jobs(self, jobs: list[ObservedJob]) -> None:
         for job in jobs:
@@ -345,4 +354,4 @@ class ServingReconciler(_Reconciler):
                 kopf.append_owner_reference(job, owner=cast(Any, mdep))
                 await asyncio.to_thread(self.gateway.create_job, job)
             elif isinstance(action, EmitEvent):
-                kopf.event(cast(Any, mdep), type=action.type, reason=action.reason, message=action.message)
+                await self._emit(mdep, action)

@@ -801,6 +801,49 @@ def test_installed_chart_lets_only_the_operator_write_status(installed: Installe
     assert allowed.returncode == 0, allowed.stderr
 
 
+@pytest.mark.cluster
+def test_installed_chart_lets_only_promotion_change_what_production_serves(installed: Installed) -> None:
+    plane, ns = installed.plane, installed.namespace
+    operator = [f"--as=system:serviceaccount:{ns}:{RELEASE}-operator", "--as-group=system:masters"]
+    mdep = {
+        "apiVersion": "claimops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "claim-settlement-production", "namespace": ns},
+        "spec": {"role": "production", "model": {"name": "claim-settlement", "version": "1"}},
+    }
+    by_hand = plane.kubectl("create", "-f", "-", input=json.dumps(mdep), check=False)
+    assert "changes only by promotion (an approved PipelineRun), not by claimops-admin" in by_hand.stderr
+    created = plane.kubectl("create", "-f", "-", *operator, input=json.dumps(mdep), check=False)
+    assert created.returncode == 0, created.stderr
+
+    def patch(body: dict[str, Any], *who: str) -> Any:
+        return plane.kubectl(
+            "patch", "mdep", "claim-settlement-production", "-n", ns, "--type=merge", "-p", json.dumps(body),
+            *who, check=False,
+        )  # fmt: skip
+
+    unapproved = patch({"spec": {"model": {"version": "9"}}})
+    assert "changes only by promotion" in unapproved.stderr
+    forged = patch({"metadata": {"annotations": {"claimops.io/release": '{"approvedBy": ["me"]}'}}})
+    assert "written by the ClaimOps operator only, not by claimops-admin" in forged.stderr
+    # Rolling back is for people, and the API server records who asked.
+    rollback = patch(
+        {"spec": {"rollback": {"requestId": "r1", "reason": "drift", "requestedBy": {"username": "x"}}}}
+    )
+    assert rollback.returncode == 0, rollback.stderr
+    asked = plane.kubectl(
+        "get",
+        "mdep",
+        "claim-settlement-production",
+        "-n",
+        ns,
+        "-o",
+        "jsonpath={.spec.rollback.requestedBy.username}",
+    ).stdout
+    assert asked == "claimops-admin"
+    assert patch({"spec": {"model": {"version": "2"}}}, *operator).returncode == 0
+
+
 OPERATOR = "operator"
 UI = "ui"
 UI_USER = "ui-user"
@@ -852,6 +895,8 @@ CAN_I = [
     (UI_USER, "create", "pipelineruns.claimops.io", "release", True),
     (UI_USER, "patch", "pipelineruns.claimops.io", "release", True),
     (UI_USER, "patch", "modeldeployments.claimops.io", "release", True),
+    (UI_USER, "get", "pipelineruns.claimops.io", "release", True),  # kubectl patch reads first
+    (UI_USER, "update", "pipelineruns.claimops.io", "release", False),
     (UI_USER, "update", "configmaps/claimops-failure-defaults", "release", True),
     (UI_USER, "patch", "configmaps/kube-root-ca.crt", "release", False),
     (UI_USER, "create", "configmaps", "release", False),

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
+from claimops_stages import release
 from claimops_stages.api_names import API_VERSION, MODEL_DEPLOYMENT
 from claimops_stages.contract import StageInputs
 from tests.cluster.test_operator import (
@@ -116,13 +117,14 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
         "second",
         autoContinueToCD=True,
         model={"name": MODEL},
-        approval={"decision": "Approved", "by": "release-manager"},
     )
     second["spec"]["commit"]["sha"] = "9" * 40
     second["spec"]["dataset"]["seed"] = 7
     second["spec"]["gates"]["minShadowAgreement"] = 0.8
     second["spec"]["gates"]["maxAucDrop"] = 0.1
     create(cp, namespace, second)
+    # Approved in advance, before the run reaches its gate: recorded now, counted there.
+    set_approval(cp, namespace, "second", decision="Approved", by="release-manager")
     cp.kubectl("wait", "--for=condition=Succeeded", "cpr/second", "-n", namespace, "--timeout=600s")
     run = get_run(cp, namespace, "second")
     assert run["status"]["evaluation"]["championVersion"] == "1"
@@ -139,22 +141,53 @@ def test_two_commits_reach_production_and_rollback_restores_the_first(
     assert run["status"]["shadow"]["agreement"] == shadow_stage["metrics"]["agreement"]
     assert run["status"]["shadow"]["passed"] is True
     assert champion(cluster_mlflow) == "2"
-    wait_serving(cp, namespace, PRODUCTION, "2")
+    production = wait_serving(cp, namespace, PRODUCTION, "2")
+    # The release record of v2: on its source run, digest in its tag, summarised in history.
+    client = MlflowClient(cluster_mlflow.url)
+    tags = client.get_model_version(MODEL, "2").tags
+    source_run = str(client.get_model_version(MODEL, "2").run_id)
+    local = client.download_artifacts(source_run, release.artifact_path("2"))
+    with open(local, "rb") as stored:
+        data = stored.read()
+    assert release.verify(data, tags[release.TAG_DIGEST])
+    predicate = json.loads(data)["predicate"]
+    assert [(a["user"], a["decision"]) for a in predicate["approvals"]] == [("release-manager", "Approved")]
+    assert predicate["submitter"]["username"] == "claimops-admin"
+    assert predicate["pipelineRun"]["name"] == "second"
+    assert predicate["evaluation"]["championVersion"] == "1"
+    served = production["status"]["history"][-1]
+    assert (served["pipelineRun"], served["approvedBy"], served["submitter"]) == (
+        "second",
+        ["release-manager"],
+        "claimops-admin",
+    )
+    assert served["releaseDigest"] == tags[release.TAG_DIGEST]
 
     # --- rollback: one kubectl command --------------------------------------------------
     cp.kubectl(
         "patch", "mdep", PRODUCTION, "-n", namespace, "--type=merge",
-        "-p", '{"spec":{"rollback":{"requestId":"after-incident-42"}}}',
+        "-p", '{"spec":{"rollback":{"requestId":"after-incident-42","reason":"incident 42","requestedBy":{"username":"someone-else"}}}}',
     )  # fmt: skip
     cp.kubectl("wait", "--for=condition=RolledBack", f"mdep/{PRODUCTION}", "-n", namespace, "--timeout=300s")
     production = wait_serving(cp, namespace, PRODUCTION, "1")
     status = production["status"]
     assert status["rolledBackFrom"] == "2"
     assert status["observedRollbackRequestId"] == "after-incident-42"
-    assert status["history"][-1]["reason"] == "Rollback"
+    # Who asked is what the API server authenticated, not what the patch claimed.
+    restored = status["history"][-1]
+    assert (restored["reason"], restored["requestedBy"], restored["comment"]) == (
+        "Rollback",
+        "claimops-admin",
+        "incident 42",
+    )
     assert champion(cluster_mlflow) == "1"
     tags = MlflowClient(cluster_mlflow.url).get_model_version(MODEL, "2").tags
     assert tags["rolled_back_to"] == "1"
+    restored_tags = MlflowClient(cluster_mlflow.url).get_model_version(MODEL, "1").tags
+    assert (restored_tags["claimops.rollback.by"], restored_tags["claimops.rollback.reason"]) == (
+        "claimops-admin",
+        "incident 42",
+    )
     events = cp.kubectl(
         "get", "events", "-n", namespace, f"--field-selector=involvedObject.name={PRODUCTION}"
     ).stdout
