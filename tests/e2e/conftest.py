@@ -176,7 +176,9 @@ def champion_version(mlflow: httpx.Client) -> str | None:
     answer = mlflow.get(
         "/api/2.0/mlflow/registered-models/alias", params={"name": MODEL, "alias": "champion"}
     )
-    if answer.status_code == 404:
+    # 404: no such model yet; 400 "alias ... not found": versions exist but none was promoted
+    # (an earlier run stopped before promotion on this cluster).
+    if answer.status_code == 404 or (answer.status_code == 400 and "not found" in answer.text):
         return None
     answer.raise_for_status()
     return str(answer.json()["model_version"]["version"])

@@ -132,7 +132,13 @@
   function connectEvents() {
     if (!window.EventSource || document.body.dataset.page === "claims") return;
     const source = new EventSource("/events");
-    source.onopen = () => document.body.classList.add("live");
+    source.onopen = () => {
+      document.body.classList.add("live");
+      // A change between this page's render and the stream's (re)connection sent no event
+      // to us (a cancel the operator finished while the page reloaded): fetch it once now.
+      const live = $("#run-live");
+      if (live) refreshRun(live.dataset.run);
+    };
     source.onerror = () => document.body.classList.remove("live");
     source.addEventListener("pipelineruns", (m) => onRunEvent(JSON.parse(m.data)));
     source.addEventListener("modeldeployments", (m) => onDeploymentEvent(JSON.parse(m.data)));
