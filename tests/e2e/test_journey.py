@@ -215,10 +215,10 @@ def test_the_documented_rollback_restores_the_first_version(
     restored = status["history"][-1]
     assert (restored["reason"], restored["requestedBy"]) == ("Rollback", "kubernetes-admin"), restored
     assert restored["comment"] == "v2 over-approves dental claims"
-    answer = mlflow.get(
+    restored_version = mlflow.get(
         "/api/2.0/mlflow/model-versions/get", params={"name": MODEL, "version": STATE["first"]}
     )
-    tags = {t["key"]: t["value"] for t in answer.json()["model_version"].get("tags", [])}
+    tags = {t["key"]: t["value"] for t in restored_version.json()["model_version"].get("tags", [])}
     assert tags["claimops.rollback.by"] == "kubernetes-admin"
     kind.kubectl("rollout", "status", f"deployment/{PRODUCTION}", "--timeout=5m", timeout=320)
     answer = post_claims_from_a_pod(kind, stage_image, status["url"], "e2e-post-production")
