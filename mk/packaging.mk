@@ -6,7 +6,7 @@ NAMESPACE ?= claimops
 RELEASE ?= claimops
 export KIND_CLUSTER NAMESPACE RELEASE
 
-.PHONY: images up down e2e sync-crds render-manifests
+.PHONY: images up down e2e chaos sync-crds render-manifests
 
 images: ## build the stage, operator and UI images (and local stand-ins where no registry answers)
 	@bash mk/kind/images.sh >/dev/null
@@ -17,8 +17,11 @@ up: ## the main job: kind cluster + images + chart; prints the URLs and the next
 down: ## delete the kind cluster
 	@eval "$$(bash mk/kind/tools.sh)" && "$$KIND" delete cluster --name $(KIND_CLUSTER)
 
-e2e: venv system-packages ## the end-to-end tests on the kind cluster `make up` made
-	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+e2e: venv system-packages ## the end-to-end tests on the kind cluster `make up` made (quick fault experiments last)
+	$(PY) -m pytest tests/e2e -m "not chaos_full" $(PYTEST_ARGS)
+
+chaos: venv system-packages ## every fault experiment on the kind cluster (slow: MLflow, PostgreSQL, MinIO, node restart, helm upgrade)
+	$(PY) -m pytest tests/e2e -m chaos -s $(PYTEST_ARGS)
 
 sync-crds: ## copy crds/ (the source of truth) into the chart
 	cp crds/pipelineruns.claimops.io.yaml crds/modeldeployments.claimops.io.yaml helm/claimops/crds/

@@ -29,6 +29,15 @@ MLFLOW_URL = "http://localhost:5000"
 MODEL = "claim-settlement"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fault experiments run last: every other e2e test assumes a healthy cluster, and a fault
+    that outlives its experiment (a restarted node, a re-elected operator) must not turn
+    their results into noise. The order within each group stays as collected."""
+    chaos = [item for item in items if item.get_closest_marker("chaos") is not None]
+    if chaos:
+        items[:] = [item for item in items if item.get_closest_marker("chaos") is None] + chaos
+
+
 @dataclass(frozen=True)
 class KindCluster:
     kubectl_bin: str

@@ -1,0 +1,389 @@
+"""Fault experiments on the kind cluster: the invariants every experiment checks after its
+fault, the waits that tell a component is healthy again, and the results table.
+
+An experiment starts runs, injects one fault, lets the runs end, restores what it broke and
+then calls :func:`check_invariants`: it returns every violation found (an empty list is the
+pass), so a test asserts on all of them at once and its message lists each broken promise.
+Each experiment also appends one row to ``/tmp/chaos-results.tsv`` (see :class:`Row`) for the
+fault-tolerance table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from claimops_operator.conditions import RunReason
+from claimops_operator.naming import job_name as job_name
+from claimops_operator.pods import StartFailureReason
+from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_COMPONENT, LABEL_RUN, LABEL_STAGE
+from claimops_stages.contract import Reason
+from tests.e2e.conftest import MODEL, KindCluster, champion_version
+
+RESULTS = Path("/tmp/chaos-results.tsv")
+COLUMNS = (
+    "fault", "injected_at", "outcome", "recovery_s", "runs_lost", "duplicate_jobs", "champion_intact",
+    "overlapping_attempts",
+)  # fmt: skip
+PRODUCTION = f"{MODEL}-production"
+#: The stages whose success a champion's source run must show (the gates of a promotion).
+GATES = ("evaluate-vs-champion", "manual-approval", "shadow-monitor")
+#: Succeeded=True reasons and in-progress reasons: never the reason a run *failed* with.
+_NOT_FAILURES = {
+    RunReason.RUNNING, RunReason.AWAITING_CD, RunReason.AWAITING_APPROVAL, RunReason.SUCCEEDED,
+    RunReason.DEPLOYED_TO_STAGING, RunReason.PENDING, RunReason.PASSED, RunReason.APPROVED,
+    RunReason.DEPLOYING, RunReason.STAGING_READY, RunReason.NOT_REACHED, Reason.PASSED,
+}  # fmt: skip
+#: Every reason a run may fail with, as documented (README "Failure modes", RunReason, Reason,
+#: StartFailureReason). Read from the installed packages, so a reason the operator adds (say
+#: PodLost) counts as documented once it is in RunReason.
+DOCUMENTED_FAILURES = frozenset(
+    {str(r) for r in (*RunReason, *Reason, *StartFailureReason)} - {str(r) for r in _NOT_FAILURES}
+)
+
+
+@dataclass
+class Row:
+    """One line of the fault-tolerance table."""
+
+    fault: str
+    injected_at: str = ""
+    outcome: str = ""
+    recovery_s: float | None = None
+    runs_lost: int = 0
+    duplicate_jobs: int = 0
+    champion_intact: bool | None = None
+    overlapping_attempts: int = 0
+
+    def emit(self) -> None:
+        values = [
+            self.fault,
+            self.injected_at,
+            self.outcome,
+            "" if self.recovery_s is None else f"{self.recovery_s:.1f}",
+            str(self.runs_lost),
+            str(self.duplicate_jobs),
+            "" if self.champion_intact is None else str(self.champion_intact).lower(),
+            str(self.overlapping_attempts),
+        ]
+        line = "\t".join(values)
+        print(f"\nCHAOS\t{line}")
+        new = not RESULTS.exists()
+        with RESULTS.open("a") as out:
+            if new:
+                out.write("\t".join(COLUMNS) + "\n")
+            out.write(line + "\n")
+
+
+@dataclass
+class Baseline:
+    """What the registry looked like before the fault."""
+
+    champion: str | None
+    versions: frozenset[str]
+    decisions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass
+class Verdict:
+    violations: list[str]
+    runs_lost: int
+    duplicate_jobs: int
+    overlapping_attempts: int
+    champion_intact: bool
+    outcomes: dict[str, str]
+
+    def outcome(self) -> str:
+        return ",".join(f"{run}={what}" for run, what in self.outcomes.items())
+
+
+# --------------------------------------------------------------------------------------------
+# Reading the cluster and MLflow
+
+
+def run_status(kind: KindCluster, run: str) -> dict[str, Any]:
+    return dict(kind.get("cpr", run).get("status") or {})
+
+
+def stage_entry(status: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    return dict(next((s for s in status.get("stages") or () if s["name"] == stage), {}))
+
+
+def succeeded_condition(status: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(next((c for c in status.get("conditions") or () if c["type"] == "Succeeded"), {}))
+
+
+def is_finished(status: Mapping[str, Any]) -> bool:
+    return succeeded_condition(status).get("status") in ("True", "False")
+
+
+def run_jobs(kind: KindCluster, run: str) -> list[dict[str, Any]]:
+    return list(kind.get("jobs", "-l", f"{LABEL_RUN}={run}")["items"])
+
+
+def job_pods(kind: KindCluster, job: str) -> list[dict[str, Any]]:
+    return list(kind.get("pods", "-l", f"batch.kubernetes.io/job-name={job}")["items"])
+
+
+def registry_versions(mlflow: httpx.Client) -> dict[str, dict[str, Any]]:
+    """Every registered version of the model by number (empty when it is not registered)."""
+    answer = mlflow.get(
+        "/api/2.0/mlflow/model-versions/search",
+        params={"filter": f"name='{MODEL}'", "max_results": 1000},
+    )
+    answer.raise_for_status()
+    return {str(v["version"]): v for v in answer.json().get("model_versions", [])}
+
+
+def baseline(mlflow: httpx.Client) -> Baseline:
+    return Baseline(champion_version(mlflow), frozenset(registry_versions(mlflow)))
+
+
+def wait_stage_running(kind: KindCluster, run: str, stage: str, timeout: float = 600) -> str:
+    """The name of the stage's pod once its container runs (the stage code is mid-flight)."""
+
+    def probe() -> str | None:
+        entry = stage_entry(run_status(kind, run), stage)
+        if entry.get("state") in ("Succeeded", "Failed"):
+            raise AssertionError(f"{run}: stage {stage} ended before the fault: {entry}")
+        if not entry.get("job"):
+            return None
+        for pod in job_pods(kind, entry["job"]):
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            if statuses and "running" in statuses[0].get("state", {}):
+                return str(pod["metadata"]["name"])
+        return None
+
+    return str(kind.wait_for(f"{run}: a running pod of {stage}", probe, timeout, every=1))
+
+
+def wait_finished(kind: KindCluster, run: str, timeout: float) -> dict[str, Any]:
+    return dict(
+        kind.wait_for(
+            f"{run} to finish", lambda: (s := run_status(kind, run)) and is_finished(s) and s, timeout
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Components: fault and recovery
+
+
+def component_pods(kind: KindCluster, component: str) -> list[dict[str, Any]]:
+    return list(
+        kind.get("pods", "-l", f"{LABEL_COMPONENT}={component},app.kubernetes.io/instance={kind.release}")[
+            "items"
+        ]
+    )
+
+
+def delete_component_pods(kind: KindCluster, component: str) -> list[str]:
+    """Kill the component's pods at once (no graceful shutdown: a crash, not a rollout)."""
+    names = [p["metadata"]["name"] for p in component_pods(kind, component)]
+    assert names, f"no {component} pod to kill"
+    kind.kubectl("delete", "pod", *names, "--grace-period=0", "--force", "--wait=false")
+    return names
+
+
+def wait_component_ready(
+    kind: KindCluster, component: str, replaced: Iterable[str] = (), timeout: float = 300
+) -> float:
+    """Seconds until every pod of the component is Ready and none of `replaced` is left."""
+    started = time.monotonic()
+    gone = set(replaced)
+
+    def probe() -> bool:
+        pods = component_pods(kind, component)
+        if not pods or any(p["metadata"]["name"] in gone for p in pods):
+            return False
+        return all(
+            any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p.get("status", {}).get("conditions", [])
+            )
+            for p in pods
+        )
+
+    kind.wait_for(f"{component} Ready again", probe, timeout, every=1)
+    return time.monotonic() - started
+
+
+def mlflow_answers(mlflow: httpx.Client) -> bool:
+    try:
+        return mlflow.get("/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# The invariants
+
+
+def _ended_at(job: Mapping[str, Any]) -> str | None:
+    for cond in job.get("status", {}).get("conditions") or ():
+        if cond["type"] in ("Failed", "Complete") and cond["status"] == "True":
+            return str(cond["lastTransitionTime"])
+    return None
+
+
+def overlapping_attempts(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Stage attempts whose Job was created before the previous attempt's Job had ended."""
+    by_stage: dict[str, list[Mapping[str, Any]]] = {}
+    for job in jobs:
+        by_stage.setdefault(str(job["metadata"]["labels"].get(LABEL_STAGE)), []).append(job)
+    problems = []
+    for stage, attempts in by_stage.items():
+        attempts.sort(key=lambda j: int(j["metadata"]["labels"].get(LABEL_ATTEMPT) or 0))
+        for earlier, later in itertools.pairwise(attempts):
+            ended, created = _ended_at(earlier), str(later["metadata"]["creationTimestamp"])
+            # RFC 3339 UTC with whole seconds sorts as text.
+            if ended is None or created < ended:
+                problems.append(
+                    f"stage {stage}: Job {later['metadata']['name']} created at {created} while "
+                    f"{earlier['metadata']['name']} was still running (ended {ended or 'not yet'})"
+                )
+    return problems
+
+
+def check_invariants(
+    kind: KindCluster,
+    mlflow: httpx.Client,
+    runs: Sequence[str],
+    before: Baseline,
+    in_progress: Mapping[str, str] | None = None,
+) -> Verdict:
+    """Every promise a fault must not break, for the runs the experiment started.
+
+    `in_progress` names runs another experiment continues, with the Succeeded=Unknown reason
+    they may rest at (say AwaitingCD); every other run must have ended."""
+    violations: list[str] = []
+    outcomes: dict[str, str] = {}
+    runs_lost = duplicates = overlaps = 0
+    statuses: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        status = statuses[run] = run_status(kind, run)
+        cond = succeeded_condition(status)
+        outcomes[run] = f"{status.get('phase')}/{cond.get('reason')}"
+        # 1. The run completed, or failed with a documented reason (never left hanging).
+        if cond.get("status") == "True":
+            if status.get("phase") != "Succeeded":
+                violations.append(f"{run}: Succeeded=True but phase {status.get('phase')}")
+        elif cond.get("status") == "False":
+            if cond.get("reason") not in DOCUMENTED_FAILURES:
+                runs_lost += 1
+                violations.append(f"{run}: failed with undocumented reason {cond.get('reason')!r}: {cond}")
+        elif (in_progress or {}).get(run) != cond.get("reason"):
+            runs_lost += 1
+            violations.append(f"{run}: not finished: {outcomes[run]} ({cond.get('message')})")
+        # 2. Exactly one Job per (stage, attempt), named as the operator names them, and the
+        # status points at the Job of the stage's last attempt.
+        jobs = run_jobs(kind, run)
+        keys = Counter(
+            (j["metadata"]["labels"].get(LABEL_STAGE), j["metadata"]["labels"].get(LABEL_ATTEMPT))
+            for j in jobs
+        )
+        for (stage, attempt), count in keys.items():
+            if count > 1:
+                duplicates += count - 1
+                violations.append(f"{run}: {count} Jobs for stage {stage} attempt {attempt}")
+        by_name = {j["metadata"]["name"]: j for j in jobs}
+        # 2b. Attempts of one stage never run at once: the next attempt's Job is created only
+        # after the previous one ended (its Failed/Complete condition, which the Job controller
+        # sets once its pod has terminated; FailureTarget comes earlier, while it still runs).
+        for problem in overlapping_attempts(jobs):
+            overlaps += 1
+            violations.append(f"{run}: {problem}")
+        for job in jobs:
+            labels = job["metadata"]["labels"]
+            expected = job_name(run, str(labels.get(LABEL_STAGE)), int(labels.get(LABEL_ATTEMPT) or 0))
+            if job["metadata"]["name"] != expected:
+                violations.append(f"{run}: Job {job['metadata']['name']} is not named {expected}")
+        for entry in status.get("stages") or ():
+            if not entry.get("job") or entry.get("state") in ("Pending", "Skipped"):
+                continue
+            named = by_name.get(entry["job"])
+            if named is None:
+                violations.append(
+                    f"{run}: stage {entry['name']} names Job {entry['job']}, which does not exist"
+                )
+            elif str(named["metadata"]["labels"].get(LABEL_ATTEMPT)) != str(entry.get("attempt")):
+                violations.append(
+                    f"{run}: stage {entry['name']} attempt {entry.get('attempt')} but Job {entry['job']} is attempt {named['metadata']['labels'].get(LABEL_ATTEMPT)}"
+                )
+        # 3. No approval lost: every decision recorded before the fault is still recorded, in
+        # order, and status.approval tallies what spec.decisions holds.
+        spec = kind.get("cpr", run)["spec"]
+        decisions = list(spec.get("decisions") or [])
+        earlier = before.decisions.get(run, [])
+        if decisions[: len(earlier)] != earlier:
+            violations.append(f"{run}: decisions recorded before the fault changed: {earlier} -> {decisions}")
+        approval = status.get("approval") or {}
+        if decisions:
+            seen = [(d.get("user"), d.get("decision")) for d in approval.get("decisions") or ()]
+            wanted = [(d.get("user"), d.get("decision")) for d in decisions]
+            if seen != wanted:
+                violations.append(f"{run}: status.approval.decisions {seen} != spec.decisions {wanted}")
+            approvers = list(
+                dict.fromkeys(str(d.get("user")) for d in decisions if d.get("decision") == "Approved")
+            )
+            rejected = any(d.get("decision") == "Rejected" for d in decisions)
+            # A decided gate takes no more votes, so the tally is every distinct approver.
+            if not rejected and (approval.get("approvedBy"), approval.get("approvals")) != (
+                approvers,
+                len(approvers),
+            ):
+                violations.append(f"{run}: status.approval {approval} does not tally {decisions}")
+    # 4. The champion is unchanged, or a version whose source run passed every gate.
+    versions: dict[str, dict[str, Any]] = {}
+    try:
+        versions = registry_versions(mlflow)
+        champion = champion_version(mlflow)
+    except httpx.HTTPError as exc:
+        violations.append(f"MLflow does not answer after the experiment: {exc}")
+        champion = before.champion
+    champion_intact = champion == before.champion
+    if not champion_intact and champion is not None:
+        tags = {t["key"]: t["value"] for t in versions.get(champion, {}).get("tags", [])}
+        source = tags.get("promoted_by_pipeline_run") or tags.get("restored_by_pipeline_run") or ""
+        source_status = statuses.get(source) or (run_status(kind, source) if source else {})
+        failed_gates = [g for g in GATES if stage_entry(source_status, g).get("state") != "Succeeded"]
+        if not source or failed_gates or tags.get("evaluation_passed") != "true":
+            violations.append(
+                f"champion moved {before.champion} -> {champion}, source run {source!r} did not pass "
+                f"{failed_gates or 'evaluation_passed'} (tags {tags})"
+            )
+        else:
+            champion_intact = True  # moved, by a run that earned it
+    # 5. Production serves the champion.
+    production = kind.kubectl("get", "mdep", PRODUCTION, "-o", "json", check=False)
+    if production.returncode == 0:
+        model = json.loads(production.stdout)["spec"]["model"]
+        if champion is None or (model.get("alias") != "champion" and str(model.get("version")) != champion):
+            violations.append(f"production ModelDeployment serves {model}, champion is {champion}")
+    elif champion is not None and champion != before.champion:
+        violations.append(f"champion moved to {champion} but there is no production ModelDeployment")
+    # 6. The registry is intact: the model answers, no version vanished, all are READY, and
+    # every version a run reported exists.
+    if versions or before.versions:
+        answer = mlflow.get("/api/2.0/mlflow/registered-models/get", params={"name": MODEL})
+        if answer.status_code != 200:
+            violations.append(f"registered-models/get answered {answer.status_code}: {answer.text[:300]}")
+    missing = sorted(before.versions - set(versions))
+    if missing:
+        violations.append(f"registry lost versions {missing}")
+    not_ready = {v: d.get("status") for v, d in versions.items() if d.get("status") != "READY"}
+    if not_ready:
+        violations.append(f"versions not READY: {not_ready}")
+    for run, status in statuses.items():
+        reported = str((status.get("mlflow") or {}).get("modelVersion") or "")
+        if reported and reported not in versions:
+            violations.append(f"{run} reports model version {reported}, which the registry does not have")
+    return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, outcomes)
