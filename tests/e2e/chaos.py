@@ -31,7 +31,7 @@ from tests.e2e.conftest import MODEL, KindCluster, champion_version
 RESULTS = Path("/tmp/chaos-results.tsv")
 COLUMNS = (
     "fault", "injected_at", "outcome", "recovery_s", "runs_lost", "duplicate_jobs", "champion_intact",
-    "overlapping_attempts",
+    "overlapping_attempts", "champion",
 )  # fmt: skip
 PRODUCTION = f"{MODEL}-production"
 #: The stages whose success a champion's source run must show (the gates of a promotion).
@@ -62,6 +62,7 @@ class Row:
     duplicate_jobs: int = 0
     champion_intact: bool | None = None
     overlapping_attempts: int = 0
+    champion_note: str = ""
 
     def emit(self) -> None:
         values = [
@@ -73,6 +74,7 @@ class Row:
             str(self.duplicate_jobs),
             "" if self.champion_intact is None else str(self.champion_intact).lower(),
             str(self.overlapping_attempts),
+            self.champion_note,
         ]
         line = "\t".join(values)
         print(f"\nCHAOS\t{line}")
@@ -99,6 +101,8 @@ class Verdict:
     duplicate_jobs: int
     overlapping_attempts: int
     champion_intact: bool
+    #: What happened to the champion: "unchanged v3", "v3 -> v4 by RUN (all gates passed)".
+    champion_note: str
     outcomes: dict[str, str]
 
     def outcome(self) -> str:
@@ -147,13 +151,22 @@ def baseline(mlflow: httpx.Client) -> Baseline:
     return Baseline(champion_version(mlflow), frozenset(registry_versions(mlflow)))
 
 
-def wait_stage_running(kind: KindCluster, run: str, stage: str, timeout: float = 600) -> str:
-    """The name of the stage's pod once its container runs (the stage code is mid-flight)."""
+def wait_stage_running(
+    kind: KindCluster, run: str, stage: str, timeout: float = 600, *, ended_ok: bool = False
+) -> str | None:
+    """The name of the stage's pod once its container runs (the stage code is mid-flight);
+    None when the run ended before, if `ended_ok` (else that fails the experiment)."""
 
-    def probe() -> str | None:
-        entry = stage_entry(run_status(kind, run), stage)
-        if entry.get("state") in ("Succeeded", "Failed"):
-            raise AssertionError(f"{run}: stage {stage} ended before the fault: {entry}")
+    def probe() -> str | bool | None:
+        status = run_status(kind, run)
+        entry = stage_entry(status, stage)
+        if ended_ok and is_finished(status) and entry.get("state") != "Succeeded":
+            return True
+        # Not reached (or over too soon): the fault cannot be injected where it was meant to.
+        if entry.get("state") in ("Succeeded", "Failed") or is_finished(status):
+            raise AssertionError(
+                f"{run}: stage {stage} ended before the fault: {entry}; run {succeeded_condition(status)}"
+            )
         if not entry.get("job"):
             return None
         for pod in job_pods(kind, entry["job"]):
@@ -162,7 +175,8 @@ def wait_stage_running(kind: KindCluster, run: str, stage: str, timeout: float =
                 return str(pod["metadata"]["name"])
         return None
 
-    return str(kind.wait_for(f"{run}: a running pod of {stage}", probe, timeout, every=1))
+    found = kind.wait_for(f"{run}: a running pod of {stage}", probe, timeout, every=1)
+    return None if found is True else str(found)
 
 
 def wait_finished(kind: KindCluster, run: str, timeout: float) -> dict[str, Any]:
@@ -350,10 +364,18 @@ def check_invariants(
         violations.append(f"MLflow does not answer after the experiment: {exc}")
         champion = before.champion
     champion_intact = champion == before.champion
-    if not champion_intact and champion is not None:
+    champion_note = f"unchanged v{champion}" if champion_intact and champion else "unchanged (none)"
+    if champion is None and before.champion is not None:
+        violations.append(f"the champion alias (v{before.champion}) is gone")
+        champion_note = f"v{before.champion} -> none"
+    elif not champion_intact and champion is not None:
         tags = {t["key"]: t["value"] for t in versions.get(champion, {}).get("tags", [])}
         source = tags.get("promoted_by_pipeline_run") or tags.get("restored_by_pipeline_run") or ""
-        source_status = statuses.get(source) or (run_status(kind, source) if source else {})
+        source_status = statuses.get(source) or {}
+        if source and not source_status:
+            found = kind.kubectl("get", "cpr", source, "-o", "json", check=False)
+            source_status = json.loads(found.stdout).get("status") or {} if found.returncode == 0 else {}
+        champion_note = f"v{before.champion or '-'} -> v{champion} by {source or '?'}"
         failed_gates = [g for g in GATES if stage_entry(source_status, g).get("state") != "Succeeded"]
         if not source or failed_gates or tags.get("evaluation_passed") != "true":
             violations.append(
@@ -362,6 +384,7 @@ def check_invariants(
             )
         else:
             champion_intact = True  # moved, by a run that earned it
+            champion_note += " (all gates passed)"
     # 5. Production serves the champion.
     production = kind.kubectl("get", "mdep", PRODUCTION, "-o", "json", check=False)
     if production.returncode == 0:
@@ -386,4 +409,4 @@ def check_invariants(
         reported = str((status.get("mlflow") or {}).get("modelVersion") or "")
         if reported and reported not in versions:
             violations.append(f"{run} reports model version {reported}, which the registry does not have")
-    return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, outcomes)
+    return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, champion_note, outcomes)
