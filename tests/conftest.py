@@ -134,7 +134,8 @@ def start_operator(
             control_plane.kubeconfig,
             namespace,
             cluster_mlflow.url,
-            tmp_path / f"operator-{namespace}",
+            # One directory per process: two replicas of one namespace keep separate logs.
+            tmp_path / f"operator-{namespace}-{len(started)}",
             extra_env,
         )
         operator.workdir.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,17 @@ def condition(obj: Mapping[str, Any], type_: str) -> dict[str, Any]:
     return {}
 
 
-def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of the runs list (and the `/pipeline/{run_id}/status` head)."""
+def queue_positions(runs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Each Queued run's place in the operator's queue (1 = next): creation order, then name,
+    as the operator admits them."""
+    queued = [r for r in runs if (r.get("status") or {}).get("phase") == "Queued"]
+    queued.sort(key=lambda r: (r["metadata"].get("creationTimestamp", ""), r["metadata"]["name"]))
+    return {str(r["metadata"]["name"]): place for place, r in enumerate(queued, 1)}
+
+
+def run_summary(run: Mapping[str, Any], queue_position: int | None = None) -> dict[str, Any]:
+    """One row of the runs list (and the `/pipeline/{run_id}/status` head); ``queue_position``
+    from :func:`queue_positions` when the run is Queued."""
     meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
     commit = spec.get("commit") or {}
     succeeded = condition(run, "Succeeded")
@@ -100,6 +109,7 @@ def run_summary(run: Mapping[str, Any]) -> dict[str, Any]:
         "failureInjection": list(spec.get("failureInjection") or []),
         "drift": (spec.get("dataset") or {}).get("drift", "none"),
         "progress": f"{done}/{len(stages)}" if stages else "",
+        "queue": {**(status.get("queue") or {}), "position": queue_position} if phase == "Queued" else None,
     }
 
 
@@ -242,14 +252,18 @@ def run_status(run: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_page_context(
-    run: Mapping[str, Any], stage: str, user: str | None = None, groups: Sequence[str] = ()
+    run: Mapping[str, Any],
+    stage: str,
+    user: str | None = None,
+    groups: Sequence[str] = (),
+    queue_position: int | None = None,
 ) -> dict[str, Any]:
     """The run page's context: the stage asked for, else the run's current stage; the gate as
     `user` (in `groups`) sees it."""
     if stage not in contract.stage_names():
         stage = str((run.get("status") or {}).get("currentStage") or "commit")
     return {
-        "run": run_summary(run),
+        "run": run_summary(run, queue_position),
         "spec": run.get("spec") or {},
         "status": run.get("status") or {},
         "dag": dag(run),

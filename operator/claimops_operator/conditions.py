@@ -44,6 +44,7 @@ class RunReason(StrEnum):
 
     # Succeeded=Unknown.
     RUNNING = "Running"
+    QUEUED = "Queued"  # the next stage Job waits for a free stage slot
     AWAITING_CD = "AwaitingCD"
     AWAITING_APPROVAL = "AwaitingApproval"
     # Succeeded=True.
@@ -181,7 +182,7 @@ _SUMMARY = ConditionType.SUCCEEDED
 def mark_running(
     conditions: Conditions, reason: str, message: str, *, now: datetime, generation: int
 ) -> list[dict[str, Any]]:
-    """Succeeded=Unknown: the run is in progress (reason Running, AwaitingCD, AwaitingApproval)."""
+    """Succeeded=Unknown: the run is in progress (reason Running, Queued, AwaitingCD, AwaitingApproval)."""
     return set_condition(
         conditions, _SUMMARY, ConditionStatus.UNKNOWN, reason, message, now=now, generation=generation
     )

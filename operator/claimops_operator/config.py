@@ -6,6 +6,7 @@ Every setting has a sane default so `kopf run -m claimops_operator.handlers` wor
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -72,8 +73,18 @@ class OperatorConfig:
     #: When false, runs end after deploy-staging (for clusters that cannot run model servers).
     serving_enabled: bool = True
     metrics_port: int = 8080
-    #: Kopf's liveness endpoint (/healthz); 0 turns it off.
+    #: Liveness endpoint (/healthz); 0 turns it off.
     health_port: int = 8081
+    #: Stage Jobs running at once over all runs; runs over it wait in phase Queued.
+    max_concurrent_stage_jobs: int = 4
+    #: Leader election: the Lease's name (empty: no election, this process reconciles at
+    #: once), its namespace, and this replica's identity (the pod name).
+    leader_lease: str = ""
+    leader_lease_namespace: str = ""
+    identity: str = field(default_factory=socket.gethostname)
+    lease_duration_seconds: int = 10
+    lease_renew_deadline_seconds: int = 7
+    lease_retry_period_seconds: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
@@ -96,6 +107,23 @@ class OperatorConfig:
             name, value = item.split("=", 1)
             stage_env[name.strip()] = value.strip()
         namespaces = tuple(n.strip() for n in (env.get("CLAIMOPS_NAMESPACES") or "").split(",") if n.strip())
+        lease = env.get("CLAIMOPS_LEADER_ELECTION_LEASE") or ""
+        lease_namespace = env.get("CLAIMOPS_LEADER_ELECTION_NAMESPACE") or ""
+        if lease and not lease_namespace:
+            raise ConfigError(
+                "CLAIMOPS_LEADER_ELECTION_LEASE is set but CLAIMOPS_LEADER_ELECTION_NAMESPACE is not "
+                "(the namespace of the Lease, normally the operator pod's own)"
+            )
+        duration = _int(env, "CLAIMOPS_LEASE_DURATION_SECONDS", cls.lease_duration_seconds, minimum=3)
+        renew = _int(
+            env, "CLAIMOPS_LEASE_RENEW_DEADLINE_SECONDS", cls.lease_renew_deadline_seconds, minimum=2
+        )
+        retry = _int(env, "CLAIMOPS_LEASE_RETRY_PERIOD_SECONDS", cls.lease_retry_period_seconds, minimum=1)
+        if not retry < renew < duration:
+            raise ConfigError(
+                "lease timings must satisfy CLAIMOPS_LEASE_RETRY_PERIOD_SECONDS < "
+                f"CLAIMOPS_LEASE_RENEW_DEADLINE_SECONDS < CLAIMOPS_LEASE_DURATION_SECONDS, got {retry} < {renew} < {duration}"
+            )
         return cls(
             namespaces=namespaces,
             stage_image=env.get("CLAIMOPS_STAGE_IMAGE") or cls.stage_image,
@@ -110,4 +138,13 @@ class OperatorConfig:
             serving_enabled=_bool(env, "CLAIMOPS_SERVING_ENABLED", cls.serving_enabled),
             metrics_port=_int(env, "CLAIMOPS_METRICS_PORT", cls.metrics_port),
             health_port=_int(env, "CLAIMOPS_HEALTH_PORT", cls.health_port),
+            max_concurrent_stage_jobs=_int(
+                env, "CLAIMOPS_MAX_CONCURRENT_STAGE_JOBS", cls.max_concurrent_stage_jobs, minimum=1
+            ),
+            leader_lease=lease,
+            leader_lease_namespace=lease_namespace,
+            identity=env.get("CLAIMOPS_POD_NAME") or socket.gethostname(),
+            lease_duration_seconds=duration,
+            lease_renew_deadline_seconds=renew,
+            lease_retry_period_seconds=retry,
         )

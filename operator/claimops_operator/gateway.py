@@ -115,6 +115,20 @@ class KubernetesGateway:
         items: list[dict[str, Any]] = listing.get("items", [])
         return items
 
+    def active_stage_jobs(self, namespace: str | None) -> dict[tuple[str, str], list[str]]:
+        """Stage Jobs still running, by (namespace, run): the slots in use at start."""
+        selector = f"{LABEL_RUN},{LABEL_MANAGED_BY}={MANAGED_BY}"
+        if namespace:
+            jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        else:
+            jobs = self.batch.list_job_for_all_namespaces(label_selector=selector).items
+        held: dict[tuple[str, str], list[str]] = {}
+        for job in jobs:
+            if job_state(job)[0] == "Active":
+                meta = job.metadata
+                held.setdefault((meta.namespace, meta.labels[LABEL_RUN]), []).append(meta.name)
+        return held
+
     def observed_jobs(self, namespace: str, run: str, owner_uid: str | None = None) -> list[ObservedJob]:
         """The stage Jobs of a PipelineRun; with `owner_uid`, only those that object owns.
 

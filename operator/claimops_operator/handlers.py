@@ -34,6 +34,7 @@ from claimops_stages.api_names import (
 
 from .config import OperatorConfig
 from .gateway import KubernetesGateway
+from .leadership import LeaseElector, LeaseTimings
 from .pods import first_waiting, start_failure
 from .reconcile import RunReconciler, ServingReconciler
 
@@ -66,6 +67,35 @@ def _api_client() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+_metrics_served: set[int] = set()
+
+
+def serve_metrics(port: int) -> None:
+    """Start /metrics once per process (`python -m` starts it before the election, `kopf run`
+    at startup)."""
+    if port and port not in _metrics_served:
+        start_http_server(port)
+        _metrics_served.add(port)
+
+
+def leader_elector(settings: OperatorConfig) -> LeaseElector | None:
+    """The Lease elector of this replica, or None when leader election is off."""
+    if not settings.leader_lease:
+        return None
+    timings = LeaseTimings(
+        float(settings.lease_duration_seconds),
+        float(settings.lease_renew_deadline_seconds),
+        float(settings.lease_retry_period_seconds),
+    )
+    return LeaseElector(
+        client.CoordinationV1Api(_api_client()),
+        settings.leader_lease_namespace,
+        settings.leader_lease,
+        settings.identity,
+        timings,
+    )
+
+
 @kopf.on.login()
 def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     """In the cluster: the pod's ServiceAccount; elsewhere: $KUBECONFIG, read at login time."""
@@ -88,8 +118,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.posting.loggers = False
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 30
-    if operator_config.metrics_port:
-        start_http_server(operator_config.metrics_port)
+    serve_metrics(operator_config.metrics_port)
     # Reads and writes run in worker threads (the client is synchronous): enough of them that
     # many runs reconcile at once instead of queueing behind the default handful.
     asyncio.get_running_loop().set_default_executor(
@@ -97,6 +126,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     )
     gateway = KubernetesGateway(_api_client())
     runs = RunReconciler(gateway, operator_config)
+    await runs.seed_slots()
     resync = asyncio.get_running_loop().create_task(runs.resync_forever())
     memo.reconcilers = Reconcilers(runs, ServingReconciler(gateway, operator_config), resync)
     log.info("claimops operator started: %s", operator_config)

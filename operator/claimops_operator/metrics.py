@@ -30,3 +30,25 @@ RECONCILE_ERRORS = Counter(
     "Reconciles that failed and were retried.",
     ["kind"],
 )
+LEADER = Gauge(
+    "claimops_operator_leader",
+    "1 on the replica that holds the leader Lease and reconciles, 0 on a standby.",
+    ["identity"],
+)
+LEADER_TRANSITIONS = Counter(
+    "claimops_operator_leader_acquisitions",
+    "Times this replica took the leader Lease.",
+)
+STAGE_SLOTS_IN_USE = Gauge(
+    "claimops_stage_slots_in_use",
+    "Stage Jobs running or being started, out of operator.maxConcurrentStageJobs.",
+)
+RUNS_QUEUED = Gauge(
+    "claimops_pipelineruns_queued",
+    "PipelineRuns waiting for a free stage slot.",
+)
+QUEUE_WAIT = Histogram(
+    "claimops_queue_wait_seconds",
+    "Time a PipelineRun waited for a stage slot, from queued to its Job's creation.",
+    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+)

@@ -55,6 +55,7 @@ from claimops_stages.contract import (
     stage,
 )
 
+from .admission import Ticket
 from .conditions import (
     ConditionStatus,
     ConditionType,
@@ -81,6 +82,7 @@ class RunPhase(StrEnum):
 
     PENDING = "Pending"
     RUNNING = "Running"
+    QUEUED = "Queued"  # the next stage Job waits for a free stage slot (operator.maxConcurrentStageJobs)
     AWAITING_CD = "AwaitingCD"
     AWAITING_APPROVAL = "AwaitingApproval"
     SUCCEEDED = "Succeeded"
@@ -134,6 +136,7 @@ class EventReason(StrEnum):
     """Reasons of the Events :func:`decide` asks for (one per transition)."""
 
     RUN_STARTED = "RunStarted"
+    RUN_QUEUED = "RunQueued"
     STAGE_STARTED = "StageStarted"
     STAGE_SUCCEEDED = "StageSucceeded"
     STAGE_FAILED = "StageFailed"  # Warning
@@ -282,6 +285,8 @@ class Decision:
     actions: list[Action] = field(default_factory=list)
     #: Seconds until decide() must run again even if nothing changes; None: only on changes.
     requeue_after: float | None = None
+    #: The run wants a stage Job and waits for a free slot (phase Queued).
+    queued: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,8 +499,10 @@ class _Context:
     deployments: Mapping[str, ObservedDeployment]
     now: datetime
     serving_enabled: bool
+    slot: Ticket | None = None
     actions: list[Action] = field(default_factory=list)
     requeue: list[float] = field(default_factory=list)
+    queued: bool = False
 
     @property
     def stamp(self) -> str:
@@ -539,7 +546,10 @@ class _Context:
         return cast(list[StageStatus], self.status["stages"])
 
     def decision(self) -> Decision:
-        return Decision(_plain(self.status), self.actions, min(self.requeue) if self.requeue else None)
+        if not self.queued:
+            self.status.pop("queue", None)
+        requeue = min(self.requeue) if self.requeue else None
+        return Decision(_plain(self.status), self.actions, requeue, queued=self.queued)
 
 
 def _plain(value: Any) -> Any:
@@ -561,8 +571,12 @@ def decide(
     deployments: Mapping[str, ObservedDeployment],
     now: datetime,
     serving_enabled: bool = True,
+    slot: Ticket | None = None,
 ) -> Decision:
-    """The next status of ``run`` and the actions that get it there (pure; see module doc)."""
+    """The next status of ``run`` and the actions that get it there (pure; see module doc).
+
+    ``slot`` says whether a new stage Job may start now (None: no limit); a run that wants
+    one without it waits in phase Queued until it is reconciled with an admitted ticket."""
     ctx = _Context(
         run=run,
         spec=RunSpec.parse(spec),
@@ -571,6 +585,7 @@ def decide(
         deployments=deployments,
         now=now,
         serving_enabled=serving_enabled,
+        slot=slot,
     )
     ctx.status["observedGeneration"] = run.generation
     if is_terminal(ctx.status):  # finished runs are stable: only the generation is re-stamped
@@ -895,12 +910,39 @@ def _create_job(ctx: _Context, stage_name: str, attempt: int, name: str) -> Crea
 
 
 def _start_job(ctx: _Context, entry: StageStatus, attempt: int) -> Step:
+    if ctx.slot is not None and not ctx.slot.admitted:
+        return _queue(ctx, entry)
     name = job_name(ctx.run.name, entry["name"], attempt)
     _clear_outcome(entry)
     entry.update({"state": StageState.RUNNING, "attempt": attempt, "job": name, "startedAt": ctx.stamp})
     ctx.actions.append(_create_job(ctx, entry["name"], attempt, name))
     ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']} started: Job {name} (attempt {attempt})")
     _show_running(ctx, entry)
+    return Step.WAIT
+
+
+def _queue(ctx: _Context, entry: StageStatus) -> Step:
+    """No free stage slot: wait in phase Queued (woken when one frees, in creation order)."""
+    assert ctx.slot is not None
+    ctx.queued = True
+    queue = ctx.status.get("queue") or {}
+    if ctx.status.get("phase") != RunPhase.QUEUED or queue.get("stage") != entry["name"]:
+        ctx.event(
+            EventReason.RUN_QUEUED,
+            f"Stage {entry['name']} is queued: {ctx.slot.in_use} of {ctx.slot.limit} stage slots in use, "
+            f"{ctx.slot.ahead} earlier run(s) waiting",
+        )
+        queue = {"stage": entry["name"], "since": ctx.stamp}
+    ctx.status["queue"] = {**queue, "limit": ctx.slot.limit}
+    ctx.status["phase"] = RunPhase.QUEUED
+    ctx.status["conditions"] = mark_running(
+        ctx.status.get("conditions"),
+        RunReason.QUEUED,
+        f"Stage {entry['name']} waits for a free stage slot (at most {ctx.slot.limit} stage Jobs run "
+        "at once; queued runs start in creation order)",
+        now=ctx.now,
+        generation=ctx.run.generation,
+    )
     return Step.WAIT
 
 

@@ -13,6 +13,7 @@ keeps no state that a restart could lose.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -25,9 +26,18 @@ import kopf
 from claimops_stages.api_names import MODEL_DEPLOYMENT, PIPELINE_RUN
 
 from . import builders
+from .admission import Order, StageSlots, order_of
 from .config import OperatorConfig
 from .gateway import KubernetesGateway
-from .metrics import RECONCILE_DURATION, RECONCILE_ERRORS, RUNS_BY_PHASE, STAGE_DURATION
+from .metrics import (
+    QUEUE_WAIT,
+    RECONCILE_DURATION,
+    RECONCILE_ERRORS,
+    RUNS_BY_PHASE,
+    RUNS_QUEUED,
+    STAGE_DURATION,
+    STAGE_SLOTS_IN_USE,
+)
 from .pipeline import (
     ApplyModelDeployment,
     CreateJob,
@@ -35,6 +45,7 @@ from .pipeline import (
     DeleteJob,
     EmitEvent,
     ObservedJob,
+    RunPhase,
     RunRef,
     decide,
     is_terminal,
@@ -167,6 +178,35 @@ class RunReconciler(_Reconciler):
         self._phases: dict[Key, str] = {}
         self._seen_phases: set[str] = set()
         self._timed_jobs: set[str] = set()
+        self.slots = StageSlots(settings.max_concurrent_stage_jobs)
+
+    async def seed_slots(self) -> None:
+        """Before the first reconcile: the stage Jobs running and the runs queued now, so a
+        restarted (or newly leading) operator keeps both the limit and the queue's order."""
+        held: dict[Key, list[str]] = {}
+        queued: dict[Key, Order] = {}
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        for namespace in namespaces:
+            held.update(await asyncio.to_thread(self.gateway.active_stage_jobs, namespace))
+            for run in await asyncio.to_thread(self.gateway.list_runs, namespace):
+                meta = run["metadata"]
+                if (run.get("status") or {}).get("phase") == RunPhase.QUEUED:
+                    key = (meta["namespace"], meta["name"])
+                    queued[key] = order_of(*key, str(meta.get("creationTimestamp", "")))
+        self.slots.seed(held, queued)
+        self._show_slots()
+        log.info(
+            "stage slots: %d of %d in use, %d run(s) queued", self.slots.in_use, self.slots.limit, len(queued)
+        )
+
+    def _show_slots(self) -> None:
+        STAGE_SLOTS_IN_USE.set(self.slots.in_use)
+        RUNS_QUEUED.set(self.slots.queued)
+
+    def _wake(self, keys: list[Key]) -> None:
+        """Queued runs a slot freed for: reconcile them now, oldest first."""
+        for namespace, name in keys:
+            self._serial.requeue((namespace, name), 0, functools.partial(self.reconcile, namespace, name))
 
     async def _reconcile(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -175,14 +215,18 @@ class RunReconciler(_Reconciler):
             self.forget(namespace, name)
             return
         spec, status = body.get("spec", {}), body.get("status") or {}
+        order = order_of(namespace, name, str(body["metadata"].get("creationTimestamp", "")))
         if is_terminal(status) and status.get("observedGeneration") == body["metadata"].get("generation"):
             self._track_phase(key, status)
+            self._wake(self.slots.settle(key, order, (), queued=False))  # a finished run holds none
             return
         jobs = await asyncio.to_thread(
             self.gateway.observed_jobs, namespace, name, body["metadata"].get("uid")
         )
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]
+        # From the ticket to settle nothing awaits: no other reconcile can take the same slot.
+        waited = self.slots.waited(key)
         decision = decide(
             RunRef(
                 name,
@@ -197,7 +241,16 @@ class RunReconciler(_Reconciler):
             deployments,
             datetime.now(UTC),
             serving_enabled=self.settings.serving_enabled,
+            slot=self.slots.ticket(key, order),
         )
+        holding = [j.name for j in jobs if j.state == "Active"]
+        holding += [a.job_name for a in decision.actions if isinstance(a, CreateJob)]
+        if is_terminal(decision.status):  # its Jobs are done or being deleted
+            holding = []
+        self._wake(self.slots.settle(key, order, holding, decision.queued))
+        self._show_slots()
+        if waited is not None and not decision.queued:
+            QUEUE_WAIT.observe(waited)
         await self._carry_out(body, decision)
         if decision.status != status:
             await asyncio.to_thread(self.gateway.patch_run_status, namespace, name, status, decision.status)
@@ -276,6 +329,8 @@ class RunReconciler(_Reconciler):
     def forget(self, namespace: str, name: str) -> None:
         super().forget(namespace, name)
         self._phases.pop((namespace, name), None)
+        self._wake(self.slots.forget((namespace, name)))
+        self._show_slots()
 
     async def resync_forever(self) -> None:
         while True:

@@ -488,8 +488,22 @@ def test_schema_rejects_bad_values(flags: list[str], message: str) -> None:
         (["--set", "ui.image.tag=latest"], 'image claimops/ui: tag "latest" is not pinned'),
         (["--set", "mlflow.backend=embedded", "--set", "mlflow.replicas=2"], "mlflow.replicas must be 1"),
         (["--set", "ui.service.apiPort=80"], "ui.service.port and ui.service.apiPort must differ"),
+        (
+            ["--set", "operator.leaderElection.enabled=false"],
+            "operator.replicas > 1 needs operator.leaderElection.enabled=true",
+        ),
+        (
+            ["--set", "operator.leaderElection.renewDeadlineSeconds=12"],
+            "retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds",
+        ),
     ],
-    ids=["latest-tag", "embedded-with-two-replicas", "ui-ports-clash"],
+    ids=[
+        "latest-tag",
+        "embedded-with-two-replicas",
+        "ui-ports-clash",
+        "replicas-without-election",
+        "lease-timings",
+    ],
 )
 def test_template_refuses_unworkable_combinations(flags: list[str], message: str) -> None:
     result = helm("template", RELEASE, str(CHART), *flags, check=False)
@@ -775,6 +789,30 @@ def test_installed_chart_attributes_decisions_to_the_authenticated_user(installe
         "jsonpath={.spec.decisions[*].user}",
     ).stdout
     assert decisions == "ada"
+
+
+@pytest.mark.cluster
+def test_installed_operator_runs_two_replicas_that_may_renew_only_their_own_lease(
+    installed: Installed,
+) -> None:
+    plane, ns = installed.plane, installed.namespace
+    deployment = find(installed.docs, "Deployment", f"{RELEASE}-operator")
+    assert deployment["spec"]["replicas"] == 2
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["CLAIMOPS_LEADER_ELECTION_LEASE"]["value"] == f"{RELEASE}-operator"
+    assert env["CLAIMOPS_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    pdb = find(installed.docs, "PodDisruptionBudget", f"{RELEASE}-operator")
+    assert pdb["spec"]["minAvailable"] == 1
+    operator = f"--as=system:serviceaccount:{ns}:{RELEASE}-operator"
+
+    def can(*what: str) -> bool:
+        done = plane.kubectl("auth", "can-i", *what, "-n", ns, operator, check=False)
+        return done.stdout.strip() == "yes"
+
+    assert can("create", "leases.coordination.k8s.io")
+    assert can("update", f"leases.coordination.k8s.io/{RELEASE}-operator")
+    assert not can("update", "leases.coordination.k8s.io/someone-elses")
+    assert not can("delete", f"leases.coordination.k8s.io/{RELEASE}-operator")
 
 
 @pytest.mark.cluster

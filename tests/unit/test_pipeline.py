@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from claimops_operator.admission import Ticket
 from claimops_operator.conditions import get_condition
 from claimops_operator.naming import MAX_NAME_LENGTH, job_name
 from claimops_operator.pipeline import (
@@ -1434,3 +1435,60 @@ def test_job_name(run: str, stage: str, attempt: int, expected: str | None) -> N
 )
 def test_retry_backoff(attempt: int, seconds: float) -> None:
     assert retry_backoff(attempt) == seconds
+
+
+# --------------------------------------------------------------------------------------------
+# Admission of work: a run without a stage slot waits in phase Queued
+
+
+FULL = Ticket(admitted=False, limit=2, in_use=2, ahead=1)
+FREE = Ticket(admitted=True, limit=2, in_use=1, ahead=0)
+
+
+def test_a_run_without_a_slot_queues_and_starts_its_job_once_admitted() -> None:
+    spec = spec_of("")
+    queued = decide(RUN, spec, {}, [], {"production": PRODUCTION}, T0, slot=FULL)
+    assert queued.queued
+    assert queued.status["phase"] == "Queued"
+    assert not [a for a in queued.actions if isinstance(a, CreateJob)]
+    summary = get_condition(queued.status["conditions"], "Succeeded")
+    assert summary is not None
+    assert (summary["status"], summary["reason"]) == ("Unknown", "Queued")
+    assert "ci-tests" in summary["message"]
+    assert "at most 2" in summary["message"]
+    assert queued.status["queue"] == {"stage": "ci-tests", "since": "2026-11-26T04:00:00Z", "limit": 2}
+    assert [a.reason for a in queued.actions if isinstance(a, EmitEvent)] == [
+        "RunStarted",
+        "StageSucceeded",
+        "RunQueued",
+    ]
+    ci = next(s for s in queued.status["stages"] if s["name"] == "ci-tests")
+    assert ci["state"] == "Pending"
+
+    later = T0 + timedelta(minutes=5)
+    again = decide(RUN, spec, queued.status, [], {"production": PRODUCTION}, later, slot=FULL)
+    assert again.status == queued.status  # still queued: no status churn, no second Event
+    assert not [a for a in again.actions if isinstance(a, EmitEvent)]
+
+    started = decide(RUN, spec, queued.status, [], {"production": PRODUCTION}, later, slot=FREE)
+    assert not started.queued
+    assert started.status["phase"] == "Running"
+    assert [a.job_name for a in started.actions if isinstance(a, CreateJob)] == [
+        job_name("demo", "ci-tests", 1)
+    ]
+    assert "queue" not in started.status
+
+
+def test_a_job_already_started_is_never_held_back_by_the_queue() -> None:
+    world = drive("full-train", spec_of(""))
+    decision = decide(RUN, spec_of(""), world.status, world.jobs, world.deployments, T0, slot=FULL)
+    assert decision.status["phase"] == "Running"
+    assert not decision.queued
+
+
+def test_a_cancelled_queued_run_ends_cancelled() -> None:
+    queued = decide(RUN, spec_of(""), {}, [], {"production": PRODUCTION}, T0, slot=FULL)
+    cancelled = decide(RUN, {**spec_of(""), "cancel": True}, queued.status, [], {}, T0, slot=FULL)
+    assert cancelled.status["phase"] == "Cancelled"
+    assert not cancelled.queued
+    assert "queue" not in cancelled.status

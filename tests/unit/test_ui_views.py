@@ -43,6 +43,31 @@ def test_run_summary() -> None:
     assert not summary["terminal"]
 
 
+def queued(name: str, created: str) -> dict[str, Any]:
+    r = run("Queued")
+    r["metadata"].update(name=name, creationTimestamp=created)
+    r["status"]["queue"] = {"stage": "ci-tests", "since": created, "limit": 4}
+    return r
+
+
+def test_queued_runs_are_placed_in_creation_order_then_by_name() -> None:
+    runs = [
+        queued("late", "2026-01-01T00:00:09Z"),
+        run("Running"),
+        queued("b-same-second", "2026-01-01T00:00:05Z"),
+        queued("a-same-second", "2026-01-01T00:00:05Z"),
+    ]
+    assert views.queue_positions(runs) == {"a-same-second": 1, "b-same-second": 2, "late": 3}
+    summary = views.run_summary(runs[0], 3)
+    assert summary["queue"] == {
+        "stage": "ci-tests",
+        "since": "2026-01-01T00:00:09Z",
+        "limit": 4,
+        "position": 3,
+    }
+    assert views.run_summary(run("Running"), None)["queue"] is None
+
+
 def awaiting(tally: dict[str, Any], **spec: Any) -> dict[str, Any]:
     """A run at the manual gate whose status.approval (the operator's tally) is `tally`."""
     r = run("AwaitingApproval", **spec)

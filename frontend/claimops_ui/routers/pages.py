@@ -7,6 +7,7 @@ and redirect back (303), so a refresh never re-submits.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -25,6 +26,7 @@ from ..views import (
     deployment_list,
     failure_list,
     mlflow_overview,
+    queue_positions,
     run_page_context,
     run_summary,
     sort_runs,
@@ -132,7 +134,9 @@ async def logout(request: Request, user: User) -> RedirectResponse:
 
 @router.get("/ui/runs")
 def runs_page(request: Request, svc: Svc) -> HTMLResponse:
-    rows = [run_summary(r) for r in sort_runs(svc.kube.list_runs())]
+    runs = svc.kube.list_runs()
+    places = queue_positions(runs)
+    rows = [run_summary(r, places.get(r["metadata"]["name"])) for r in sort_runs(runs)]
     try:
         failures = failure_list(svc.kube.failure_defaults())
         failures_error = None
@@ -147,7 +151,14 @@ def runs_page(request: Request, svc: Svc) -> HTMLResponse:
 @router.get("/ui/fragments/runs/{name}/row")
 def run_row(request: Request, name: RunName, svc: Svc) -> HTMLResponse:
     run = svc.kube.get_run(name)
-    return svc.templates.TemplateResponse(request, "_run_row.html", {"r": run_summary(run)})
+    row = run_summary(run, _queue_position(svc, run))
+    return svc.templates.TemplateResponse(request, "_run_row.html", {"r": row})
+
+
+def _queue_position(svc: Services, run: Mapping[str, Any]) -> int | None:
+    if (run.get("status") or {}).get("phase") != "Queued":
+        return None
+    return queue_positions(svc.kube.list_runs()).get(run["metadata"]["name"])
 
 
 @router.get("/ui/runs/{name}")
@@ -159,7 +170,7 @@ def run_page(
     tab: str = "code",
 ) -> HTMLResponse:
     run = svc.kube.get_run(name)
-    ctx = run_page_context(run, stage, current_user(request), ui_groups(svc))
+    ctx = run_page_context(run, stage, current_user(request), ui_groups(svc), _queue_position(svc, run))
     inspected = inspector.view(svc, run, ctx["stage"], tab)
     ctx.update(inspected)
     return render(request, svc, "run.html", "runs", **ctx)
@@ -169,6 +180,7 @@ def run_page(
 def run_live(
     request: Request, name: RunName, svc: Svc, stage: Annotated[str, Query(max_length=64)] = ""
 ) -> HTMLResponse:
+    run = svc.kube.get_run(name)
     return svc.templates.TemplateResponse(
         request,
         "_run_live.html",
@@ -176,7 +188,7 @@ def run_live(
             request,
             svc,
             "runs",
-            **run_page_context(svc.kube.get_run(name), stage, current_user(request), ui_groups(svc)),
+            **run_page_context(run, stage, current_user(request), ui_groups(svc), _queue_position(svc, run)),
         ),
     )
 

@@ -173,6 +173,13 @@ imagePullSecrets:
 {{- if eq (int .Values.ui.service.port) (int .Values.ui.service.apiPort) }}
 {{- fail "ui.service.port and ui.service.apiPort must differ" }}
 {{- end }}
+{{- $le := .Values.operator.leaderElection }}
+{{- if and (not $le.enabled) (gt (int .Values.operator.replicas) 1) }}
+{{- fail "operator.replicas > 1 needs operator.leaderElection.enabled=true (two operators without a leader would both reconcile)" }}
+{{- end }}
+{{- if not (and (lt (int $le.retryPeriodSeconds) (int $le.renewDeadlineSeconds)) (lt (int $le.renewDeadlineSeconds) (int $le.leaseDurationSeconds))) }}
+{{- fail "operator.leaderElection needs retryPeriodSeconds < renewDeadlineSeconds < leaseDurationSeconds" }}
+{{- end }}
 {{- if and .Values.minio.rootPassword (lt (len .Values.minio.rootPassword) 8) }}
 {{- fail "minio.rootPassword must have at least 8 characters" }}
 {{- end }}

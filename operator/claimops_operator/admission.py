@@ -1,0 +1,107 @@
+"""Admission of work: at most ``limit`` stage Jobs run at once over all PipelineRuns, and runs
+that want one beyond that wait in creation order (phase ``Queued``).
+
+The operator keeps this in memory and rebuilds it at start from what the cluster shows (active
+stage Jobs, runs in phase Queued: :meth:`StageSlots.seed`), so a restart or a failover keeps
+both the limit and the order. Reconciles of different runs interleave only at ``await``
+points; :meth:`StageSlots.ticket` and :meth:`StageSlots.settle` are called with no ``await``
+between them and the decision, so two runs never take the same free slot.
+
+Rollback Jobs and model-server Deployments take no slot: a rollback must never wait behind
+training, and a server runs as long as it serves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+#: (namespace, name) of a PipelineRun.
+Key = tuple[str, str]
+#: Creation order: (creationTimestamp, namespace, name). Timestamps have one-second
+#: resolution; runs created in the same second go by name.
+Order = tuple[str, str, str]
+
+
+def order_of(namespace: str, name: str, created: str) -> Order:
+    return (created, namespace, name)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Whether a run may start a stage Job now, and why not."""
+
+    admitted: bool
+    limit: int
+    in_use: int
+    ahead: int  # queued runs created before this one
+
+
+@dataclass
+class _Waiting:
+    order: Order
+    since: float
+
+
+@dataclass
+class StageSlots:
+    limit: int
+    clock: Callable[[], float] = time.monotonic
+    _held: dict[Key, frozenset[str]] = field(default_factory=dict)
+    _waiting: dict[Key, _Waiting] = field(default_factory=dict)
+
+    @property
+    def in_use(self) -> int:
+        return sum(len(jobs) for jobs in self._held.values())
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    def seed(self, held: Mapping[Key, Iterable[str]], queued: Mapping[Key, Order]) -> None:
+        """What the cluster shows at start: active stage Jobs by run, and runs in phase Queued."""
+        for key, jobs in held.items():
+            if names := frozenset(jobs):
+                self._held[key] = names
+        for key, order in queued.items():
+            self._waiting.setdefault(key, _Waiting(order, self.clock()))
+
+    def ticket(self, key: Key, order: Order) -> Ticket:
+        free = self.limit - self.in_use
+        ahead = sum(1 for other, w in self._waiting.items() if other != key and w.order < order)
+        return Ticket(admitted=free > 0 and ahead < free, limit=self.limit, in_use=self.in_use, ahead=ahead)
+
+    def settle(self, key: Key, order: Order, holding: Iterable[str], queued: bool) -> list[Key]:
+        """Record what a reconcile of ``key`` ended with: the Jobs it holds (active or just
+        created) and whether it waits for a slot. Returns the queued runs to reconcile now,
+        because a slot is free for them."""
+        was_waiting = key in self._waiting
+        before = self.in_use
+        names = frozenset(holding)
+        if names:
+            self._held[key] = names
+        else:
+            self._held.pop(key, None)
+        if queued:
+            self._waiting.setdefault(key, _Waiting(order, self.clock()))
+        else:
+            self._waiting.pop(key, None)
+        freed = self.in_use < before or (was_waiting and not queued and not names)
+        return self._next_in_line() if freed else []
+
+    def waited(self, key: Key) -> float | None:
+        """Seconds ``key`` has been queued, or None."""
+        waiting = self._waiting.get(key)
+        return None if waiting is None else self.clock() - waiting.since
+
+    def forget(self, key: Key) -> list[Key]:
+        """A run was deleted: its slots and its place are free."""
+        return self.settle(key, ("", "", ""), (), queued=False)
+
+    def _next_in_line(self) -> list[Key]:
+        free = self.limit - self.in_use
+        if free <= 0:
+            return []
+        in_line = sorted(self._waiting.items(), key=lambda item: item[1].order)
+        return [key for key, _ in in_line[:free]]
