@@ -38,7 +38,7 @@ PRODUCTION = f"{MODEL}-production"
 GATES = ("evaluate-vs-champion", "manual-approval", "shadow-monitor")
 #: Succeeded=True reasons and in-progress reasons: never the reason a run *failed* with.
 _NOT_FAILURES = {
-    RunReason.RUNNING, RunReason.AWAITING_CD, RunReason.AWAITING_APPROVAL, RunReason.SUCCEEDED,
+    RunReason.RUNNING, RunReason.QUEUED, RunReason.AWAITING_CD, RunReason.AWAITING_APPROVAL, RunReason.SUCCEEDED,
     RunReason.DEPLOYED_TO_STAGING, RunReason.PENDING, RunReason.PASSED, RunReason.APPROVED,
     RunReason.DEPLOYING, RunReason.STAGING_READY, RunReason.NOT_REACHED, Reason.PASSED,
 }  # fmt: skip
@@ -147,8 +147,29 @@ def registry_versions(mlflow: httpx.Client) -> dict[str, dict[str, Any]]:
     return {str(v["version"]): v for v in answer.json().get("model_versions", [])}
 
 
+def fresh_client(mlflow: httpx.Client) -> httpx.Client:
+    """A client to the same MLflow that keeps no connection alive: after MLflow restarted, a
+    pooled connection to its old pod fails ("Server disconnected") however healthy it is now."""
+    return httpx.Client(
+        base_url=mlflow.base_url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+    )
+
+
+def wait_mlflow(mlflow: httpx.Client, timeout: float = 180) -> bool:
+    """True once MLflow answers /health through the port mapping (its pod Ready is not enough:
+    the Service's endpoints follow a moment later)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if mlflow_answers(mlflow):
+            return True
+        time.sleep(2)
+    return False
+
+
 def baseline(mlflow: httpx.Client) -> Baseline:
-    return Baseline(champion_version(mlflow), frozenset(registry_versions(mlflow)))
+    with fresh_client(mlflow) as client:
+        assert wait_mlflow(client), "MLflow does not answer before the experiment"
+        return Baseline(champion_version(client), frozenset(registry_versions(client)))
 
 
 def wait_stage_running(
@@ -321,7 +342,8 @@ def check_invariants(
             if job["metadata"]["name"] != expected:
                 violations.append(f"{run}: Job {job['metadata']['name']} is not named {expected}")
         for entry in status.get("stages") or ():
-            if not entry.get("job") or entry.get("state") in ("Pending", "Skipped"):
+            # A cancel deletes the Job it stopped; a stage not reached has none.
+            if not entry.get("job") or entry.get("state") in ("Pending", "Skipped", "Cancelled"):
                 continue
             named = by_name.get(entry["job"])
             if named is None:
@@ -335,10 +357,12 @@ def check_invariants(
         # 3. No approval lost: every decision recorded before the fault is still recorded, in
         # order, and status.approval tallies what spec.decisions holds.
         spec = kind.get("cpr", run)["spec"]
-        decisions = list(spec.get("decisions") or [])
+        # spec.decisions also records continue-to-CD and cancel requests; the gate counts votes.
+        recorded = list(spec.get("decisions") or [])
+        decisions = [d for d in recorded if d.get("decision") in ("Approved", "Rejected")]
         earlier = before.decisions.get(run, [])
-        if decisions[: len(earlier)] != earlier:
-            violations.append(f"{run}: decisions recorded before the fault changed: {earlier} -> {decisions}")
+        if recorded[: len(earlier)] != earlier:
+            violations.append(f"{run}: decisions recorded before the fault changed: {earlier} -> {recorded}")
         approval = status.get("approval") or {}
         if decisions:
             seen = [(d.get("user"), d.get("decision")) for d in approval.get("decisions") or ()]
@@ -356,13 +380,30 @@ def check_invariants(
             ):
                 violations.append(f"{run}: status.approval {approval} does not tally {decisions}")
     # 4. The champion is unchanged, or a version whose source run passed every gate.
+    with fresh_client(mlflow) as client:
+        more, champion_intact, champion_note = _registry_invariants(kind, client, statuses, before)
+    violations += more
+    return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, champion_note, outcomes)
+
+
+def _registry_invariants(
+    kind: KindCluster, mlflow: httpx.Client, statuses: Mapping[str, Mapping[str, Any]], before: Baseline
+) -> tuple[list[str], bool, str]:
+    """(violations, champion intact, what happened to it) of the registry and production."""
+    violations: list[str] = []
     versions: dict[str, dict[str, Any]] = {}
+    champion = before.champion
+    if not wait_mlflow(mlflow):
+        return ["MLflow does not answer /health after the experiment"], False, "unknown"
     try:
         versions = registry_versions(mlflow)
         champion = champion_version(mlflow)
     except httpx.HTTPError as exc:
-        violations.append(f"MLflow does not answer after the experiment: {exc}")
-        champion = before.champion
+        return (
+            [f"MLflow's registry does not answer after the experiment: {exc!r}"],
+            False,
+            "unknown",
+        )
     champion_intact = champion == before.champion
     champion_note = f"unchanged v{champion}" if champion_intact and champion else "unchanged (none)"
     if champion is None and before.champion is not None:
@@ -409,4 +450,4 @@ def check_invariants(
         reported = str((status.get("mlflow") or {}).get("modelVersion") or "")
         if reported and reported not in versions:
             violations.append(f"{run} reports model version {reported}, which the registry does not have")
-    return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, champion_note, outcomes)
+    return violations, champion_intact, champion_note

@@ -370,7 +370,8 @@ def test_c_a_missing_artifact_bucket_fails_full_train_clearly_and_registers_noth
     failed = chaos.stage_entry(status, "full-train")
     assert failed.get("state") == "Failed", f"full-train did not fail: {failed}"
     assert failed.get("message"), f"full-train failed without a message: {failed}"
-    assert champion_version(mlflow) == before.champion
+    with chaos.fresh_client(mlflow) as client:
+        assert champion_version(client) == before.champion
     assert not verdict.violations, "\n".join(verdict.violations)
 
 
