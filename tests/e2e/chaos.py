@@ -24,7 +24,13 @@ import httpx
 from claimops_operator.conditions import RunReason
 from claimops_operator.naming import job_name as job_name
 from claimops_operator.pods import StartFailureReason
-from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_COMPONENT, LABEL_RUN, LABEL_STAGE
+from claimops_stages.api_names import (
+    LABEL_ATTEMPT,
+    LABEL_COMPONENT,
+    LABEL_MODEL_DEPLOYMENT,
+    LABEL_RUN,
+    LABEL_STAGE,
+)
 from claimops_stages.contract import Reason
 from tests.e2e.conftest import MODEL, KindCluster, champion_version
 
@@ -249,6 +255,32 @@ def wait_component_ready(
 
     kind.wait_for(f"{component} Ready again", probe, timeout, every=1)
     return time.monotonic() - started
+
+
+def unready_model_servers(kind: KindCluster) -> list[str]:
+    """The ModelDeployments whose Ready condition is not True."""
+    unready = []
+    for mdep in kind.get("mdep")["items"]:
+        conds = (mdep.get("status") or {}).get("conditions") or []
+        if not any(c["type"] == "Ready" and c["status"] == "True" for c in conds):
+            unready.append(str(mdep["metadata"]["name"]))
+    return unready
+
+
+def restore_model_servers(kind: KindCluster, timeout: float = 180) -> list[str]:
+    """Wait until every model server is Ready again; those that are not within `timeout` get
+    their pods restarted (so later experiments find them serving). Returns the names that did
+    not recover by themselves."""
+    deadline = time.monotonic() + timeout
+    while (stuck := unready_model_servers(kind)) and time.monotonic() < deadline:
+        time.sleep(5)
+    for name in stuck:
+        kind.kubectl("delete", "pod", "-l", f"{LABEL_MODEL_DEPLOYMENT}={name}", "--wait=false", check=False)
+    if stuck:
+        kind.wait_for(
+            "model servers Ready after their restart", lambda: not unready_model_servers(kind), 300, every=5
+        )
+    return stuck
 
 
 def mlflow_answers(mlflow: httpx.Client) -> bool:
