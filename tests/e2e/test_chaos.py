@@ -301,7 +301,9 @@ def test_b_backing_services_killed_mid_stage(
         chaos.wait_finished(kind, run, 1500)
     verdict = chaos.check_invariants(kind, mlflow, runs, before)
     for row, run in rows:
-        row.outcome = verdict.outcomes[run]
+        # The faulted stage's own end, then its run's (a later fault may have ended the run).
+        entry = chaos.stage_entry(chaos.run_status(kind, run), row.injected_at)
+        row.outcome = f"{row.injected_at} {entry.get('state')} (attempt {entry.get('attempt')}); {run}={verdict.outcomes[run]}"
         report(row, verdict)
     assert not verdict.violations, "\n".join(verdict.violations)
 
