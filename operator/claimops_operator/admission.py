@@ -67,10 +67,13 @@ class StageSlots:
         for key, order in queued.items():
             self._waiting.setdefault(key, _Waiting(order, self.clock()))
 
-    def ticket(self, key: Key, order: Order) -> Ticket:
-        free = self.limit - self.in_use
+    def ticket(self, key: Key, order: Order, holding: Iterable[str] = ()) -> Ticket:
+        """May ``key`` start a Job now? ``holding``: its Jobs still active as just observed (a
+        Job of its own that has finished frees its slot for its next stage at once)."""
+        in_use = self.in_use - len(self._held.get(key, ())) + len(frozenset(holding))
+        free = self.limit - in_use
         ahead = sum(1 for other, w in self._waiting.items() if other != key and w.order < order)
-        return Ticket(admitted=free > 0 and ahead < free, limit=self.limit, in_use=self.in_use, ahead=ahead)
+        return Ticket(admitted=free > 0 and ahead < free, limit=self.limit, in_use=in_use, ahead=ahead)
 
     def settle(self, key: Key, order: Order, holding: Iterable[str], queued: bool) -> list[Key]:
         """Record what a reconcile of ``key`` ended with: the Jobs it holds (active or just

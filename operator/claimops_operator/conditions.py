@@ -53,6 +53,7 @@ class RunReason(StrEnum):
     # Succeeded=False (besides the stage result reasons).
     STAGE_TIMEOUT = "StageTimeout"
     JOB_FAILED = "JobFailed"
+    POD_LOST = "PodLost"  # the stage's pod was deleted, evicted or killed before it reported
     REJECTED = "Rejected"
     APPROVAL_TIMEOUT = "ApprovalTimeout"
     CANCELLED = "Cancelled"

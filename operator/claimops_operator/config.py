@@ -82,8 +82,8 @@ class OperatorConfig:
     leader_lease: str = ""
     leader_lease_namespace: str = ""
     identity: str = field(default_factory=socket.gethostname)
-    lease_duration_seconds: int = 10
-    lease_renew_deadline_seconds: int = 7
+    lease_duration_seconds: int = 8
+    lease_renew_deadline_seconds: int = 5
     lease_retry_period_seconds: int = 2
 
     @classmethod

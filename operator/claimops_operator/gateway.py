@@ -70,6 +70,33 @@ def job_state(job: Any) -> tuple[JobState, str | None]:
     return "Active", None
 
 
+#: Exit codes of a container ended by SIGKILL / SIGTERM (128 + signal).
+_KILLED_EXIT_CODES = frozenset({137, 143})
+
+
+def pod_lost(pods: list[dict[str, Any]]) -> str | None:
+    """Why a failed Job's pod never reported a result, when it was lost rather than failing:
+    deleted, evicted or preempted, its container killed, or no pod left at all."""
+    if not pods:
+        return "its pod was deleted before it reported a result"
+    for pod in pods:
+        status = pod.get("status") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+                return f"its pod was disrupted ({cond.get('reason')}: {cond.get('message', '')})".strip()
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return "its pod was deleted before it finished"
+        for container in status.get("containerStatuses") or []:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            reason = terminated.get("reason") or ""
+            if terminated.get("exitCode") in _KILLED_EXIT_CODES or reason == "ContainerStatusUnknown":
+                return (
+                    f"its container was killed (exit code {terminated.get('exitCode')}, {reason or 'signal'}) "
+                    "before it reported a result: the pod was deleted, evicted or its node restarted"
+                )
+    return None
+
+
 def parse_result(message: str | None) -> StageResult | None:
     if not message:
         return None
@@ -89,6 +116,7 @@ class KubernetesGateway:
         self.apps: Any = client.AppsV1Api(api_client)
         # A finished Job's result never changes: read its pod once.
         self._results: dict[str, StageResult | None] = {}
+        self._losses: dict[str, str] = {}
         #: job key -> (image, imageID) of its finished pod, read with the result.
         self._images: dict[str, tuple[str, str]] = {}
 
@@ -160,7 +188,9 @@ class KubernetesGateway:
             if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
                 continue
             state, failure_reason = job_state(job)
-            result = self._result(namespace, job.metadata.name) if state != "Active" else None
+            result, lost = (
+                self._outcome(namespace, job.metadata.name, state) if state != "Active" else (None, None)
+            )
             observed.append(
                 ObservedJob(
                     stage=labels[LABEL_STAGE],
@@ -169,6 +199,7 @@ class KubernetesGateway:
                     state=state,
                     result=result,
                     failure_reason=failure_reason,
+                    pod_lost=lost,
                     started_at=job.status.start_time if job.status else None,
                     finished_at=_finished_at(job),
                     waiting=first_waiting(pods_by_job.get(job.metadata.name, ()))
@@ -199,25 +230,28 @@ class KubernetesGateway:
         selector = ",".join(f"{k}={v}" for k, v in model_server_selector(name).items())
         return first_waiting(self._pods(namespace, selector))
 
-    def _result(self, namespace: str, job_name: str) -> StageResult | None:
+    def _outcome(self, namespace: str, job_name: str, state: str) -> tuple[StageResult | None, str | None]:
+        """A finished Job's result (from its pod's termination message) and, for a failed Job
+        without one, how its pod was lost (deleted, evicted, killed) if it was."""
         key = f"{namespace}/{job_name}"
         if key in self._results:
-            return self._results[key]
-        pods = self.core.list_namespaced_pod(
-            namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
-        )
+            return self._results[key], self._losses.get(key)
+        pods = self._pods(namespace, f"batch.kubernetes.io/job-name={job_name}")
         result = None
-        for pod in pods.items:
-            for status in (pod.status.container_statuses or []) if pod.status else []:
-                terminated = status.state.terminated if status.state else None
+        for pod in pods:
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated")
                 if terminated is not None:
-                    result = parse_result(terminated.message) or result
-                    if status.image_id:
-                        self._images[key] = (status.image or "", status.image_id)
-        if result is not None or not pods.items:
+                    result = parse_result(terminated.get("message")) or result
+                    if status.get("imageID"):
+                        self._images[key] = (status.get("image") or "", status["imageID"])
+        lost = pod_lost(pods) if state == "Failed" and result is None else None
+        if result is not None or not pods or lost:
             # Cache only a definite answer; a pod whose status lags is read again next time.
             self._results[key] = result
-        return result
+            if lost:
+                self._losses[key] = lost
+        return result, lost
 
     def observed_deployments(self, namespace: str, model_name: str) -> dict[str, ObservedDeployment]:
         listing = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, MODELDEPLOYMENTS)

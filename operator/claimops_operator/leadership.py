@@ -39,8 +39,8 @@ log = logging.getLogger("claimops.operator")
 
 @dataclass(frozen=True)
 class LeaseTimings:
-    duration: float = 10.0
-    renew_deadline: float = 7.0
+    duration: float = 8.0
+    renew_deadline: float = 5.0
     retry_period: float = 2.0
 
     def __post_init__(self) -> None:

@@ -225,6 +225,8 @@ class ObservedJob:
     #: The finished pod's image and the digest the runtime ran (containerStatuses[].imageID).
     image: str = ""
     image_id: str = ""
+    #: A failed Job's pod was lost (deleted, evicted, killed) before it reported a result: how.
+    pod_lost: str | None = None
 
 
 @dataclass(frozen=True)
@@ -1037,6 +1039,8 @@ def _classify_failure(ctx: _Context, job: ObservedJob) -> tuple[str, str, bool]:
         return RunReason.JOB_FAILED, f"Job {job.name} failed ({job.failure_reason or 'unknown reason'})", True
     if job.state == "Succeeded":
         return RunReason.JOB_FAILED, f"Job {job.name} completed but its result could not be read", True
+    if job.pod_lost:
+        return RunReason.POD_LOST, f"Job {job.name} failed: {job.pod_lost}", True
     why = job.failure_reason or "unknown reason"
     return RunReason.JOB_FAILED, f"Job {job.name} failed ({why}) without a readable result", True
 

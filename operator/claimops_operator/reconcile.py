@@ -226,6 +226,7 @@ class RunReconciler(_Reconciler):
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]
         # From the ticket to settle nothing awaits: no other reconcile can take the same slot.
+        active = [j.name for j in jobs if j.state == "Active"]
         waited = self.slots.waited(key)
         decision = decide(
             RunRef(
@@ -241,10 +242,9 @@ class RunReconciler(_Reconciler):
             deployments,
             datetime.now(UTC),
             serving_enabled=self.settings.serving_enabled,
-            slot=self.slots.ticket(key, order),
+            slot=self.slots.ticket(key, order, active),
         )
-        holding = [j.name for j in jobs if j.state == "Active"]
-        holding += [a.job_name for a in decision.actions if isinstance(a, CreateJob)]
+        holding = [*active, *(a.job_name for a in decision.actions if isinstance(a, CreateJob))]
         if is_terminal(decision.status):  # its Jobs are done or being deleted
             holding = []
         self._wake(self.slots.settle(key, order, holding, decision.queued))

@@ -24,7 +24,6 @@ from tests.cluster.test_operator import (
     jobs,
     phase_is,
     run_manifest,
-    set_approval,
     wait_for,
 )
 from tests.conftest import OperatorFactory
@@ -101,7 +100,9 @@ def test_a_standby_takes_over_within_seconds_of_each_kill_and_the_run_loses_noth
     assert not leads(replicas["op-b"], "op-b")
     assert "claimops operator started" not in replicas["op-b"].log()  # the standby reconciles nothing
 
-    create(cp, namespace, run_manifest("steady", autoContinueToCD=True, model={"name": "steady"}))
+    # CI only (it stops at the CD gate): the kills land during its stage Jobs; the approval
+    # gate's kill is the e2e layer's (tests/e2e/test_chaos.py).
+    create(cp, namespace, run_manifest("steady", model={"name": "steady"}))
     wait_for(cp, namespace, "steady", "a running stage", phase_is("Running"), 120, replicas[leader].log)
     takeovers: list[float] = []
     for _ in range(KILLS):
@@ -114,28 +115,11 @@ def test_a_standby_takes_over_within_seconds_of_each_kill_and_the_run_loses_noth
         replicas[leader].start()
         leader = new_leader
         time.sleep(2)  # let the new leader reconcile before the next kill
-    run = wait_for(
-        cp, namespace, "steady", "the approval gate", phase_is("AwaitingApproval"), 600, replicas[leader].log
-    )
-    set_approval(cp, namespace, "steady", decision="Approved", by="night-shift")
-    run = wait_for(
-        cp,
-        namespace,
-        "steady",
-        "staging",
-        lambda r: (
-            condition(r, "Deployed").get("status") == "True"
-            or condition(r, "Succeeded").get("status") == "False"
-        ),
-        600,
-        replicas[leader].log,
-    )
-    # Stop both before counting, so no shadow Job starts behind the checks.
+    wait_for(cp, namespace, "steady", "the CD gate", phase_is("AwaitingCD"), 300, replicas[leader].log)
     for operator in replicas.values():
         operator.stop()
     run = get_run(cp, namespace, "steady")
-    assert condition(run, "Deployed")["status"] == "True", json.dumps(run["status"], indent=1)[-3000:]
-    assert run["status"]["approval"]["approvedBy"] == ["night-shift"]
+    assert condition(run, "CIPassed")["status"] == "True", json.dumps(run["status"], indent=1)[-3000:]
 
     attempts: dict[tuple[str, str], int] = {}
     for job in jobs(cp, namespace):
@@ -168,15 +152,15 @@ def test_a_leader_that_stops_cleanly_hands_over_at_once(
     wait_for_leader(cp, namespace, {"op-second": second}, timeout=TAKEOVER_BOUND)
     handover = time.monotonic() - stopped
     assert "released lease" in first.log(), first.log()[-2000:]
-    # Well inside the lease duration (10 s): the standby did not have to wait it out.
-    assert handover < 6.0, handover
+    # Well inside the lease duration (8 s): the standby did not have to wait it out.
+    assert handover < 4.0, handover
     _report("leader handover after SIGTERM", [handover])
 
 
 def test_a_leader_cut_off_from_the_api_server_steps_down_before_a_standby_may_lead(
     control_plane: ControlPlane, namespace: str, start_operator: OperatorFactory, tmp_path: Path
 ) -> None:
-    """The renew deadline (7 s) comes before the lease duration (10 s): a leader whose renewals
+    """The renew deadline (5 s) comes before the lease duration (8 s): a leader whose renewals
     fail exits, so two replicas never reconcile at once. The API server is cut off for one
     replica only by pointing it at a port that drops every connection after its start."""
     import socket

@@ -57,16 +57,33 @@ def test_the_operator_logs_in_with_its_service_account(kind: KindCluster) -> Non
     deployment = kind.get(
         "deployment", "-l", f"app.kubernetes.io/instance={kind.release},app.kubernetes.io/component=operator"
     )
+    name = deployment["items"][0]["metadata"]["name"]
     pod_spec = deployment["items"][0]["spec"]["template"]["spec"]
     account = pod_spec["serviceAccountName"]
-    log = kind.kubectl("logs", f"deployment/{deployment['items'][0]['metadata']['name']}", "--tail=-1").stdout
+    # Only the replica holding the leader Lease starts Kopf (and logs in); the other stands by.
+    leader = kind.get("lease", name)["spec"]["holderIdentity"]
+    pods = kind.get(
+        "pods", "-l", f"app.kubernetes.io/instance={kind.release},app.kubernetes.io/component=operator"
+    )
+    names = sorted(
+        p["metadata"]["name"] for p in pods["items"] if p["metadata"].get("deletionTimestamp") is None
+    )
+    assert len(names) == 2, names
+    assert leader in names, (leader, names)
+    log = kind.kubectl("logs", leader, "--tail=-1").stdout
     assert f"logged in with the in-cluster ServiceAccount token (namespace {kind.namespace})" in log, log[
         :3000
     ]
+    standby = next(n for n in names if n != leader)
+    standby_log = kind.kubectl("logs", standby, "--tail=-1").stdout
+    assert "is waiting for lease" in standby_log, standby_log[:3000]
+    assert "claimops operator started" not in standby_log, standby_log[:3000]
     who = f"system:serviceaccount:{kind.namespace}:{account}"
     # `can-i VERB RESOURCE/NAME` reads the part after the slash as a name: subresources by flag.
     for verb, resource, expected in [("create", "jobs", "yes"), ("patch", "pipelineruns.claimops.io --subresource=status", "yes"),
-                                     ("get", "secrets", "no"), ("create", "pods --subresource=exec", "no")]:  # fmt: skip
+                                     ("get", "secrets", "no"), ("create", "pods --subresource=exec", "no"),
+                                     ("update", f"leases.coordination.k8s.io/{name}", "yes"),
+                                     ("update", "leases.coordination.k8s.io/kube-scheduler", "no")]:  # fmt: skip
         args = ["auth", "can-i", verb, *resource.split(), f"--as={who}"]
         answer = kind.kubectl(*args, check=False).stdout.strip()
         assert answer == expected, (verb, resource, answer)

@@ -83,3 +83,13 @@ def test_waited_measures_time_in_the_queue() -> None:
     slots.settle(key("b"), order("b", 1), [], queued=True)  # still queued: its start is kept
     assert slots.waited(key("b")) == 30.0
     assert slots.waited(key("a")) is None
+
+
+def test_a_run_whose_job_just_finished_takes_the_freed_slot_for_its_next_stage() -> None:
+    slots = StageSlots(limit=1)
+    slots.settle(key("old"), order("old", 0), ["old-ci-1"], queued=False)
+    slots.settle(key("young"), order("young", 1), [], queued=True)
+    # old's ci-tests Job finished (no longer active): its data-validation may start at once,
+    # ahead of the younger queued run.
+    assert slots.ticket(key("old"), order("old", 0), holding=()).admitted
+    assert not slots.ticket(key("young"), order("young", 1)).admitted

@@ -1492,3 +1492,27 @@ def test_a_cancelled_queued_run_ends_cancelled() -> None:
     assert cancelled.status["phase"] == "Cancelled"
     assert not cancelled.queued
     assert "queue" not in cancelled.status
+
+
+def test_a_lost_stage_pod_is_retried_and_then_fails_the_run_saying_so() -> None:
+    spec = spec_of("")
+    world = drive("data-validation", spec)
+    lost = "its pod was deleted before it reported a result"
+    gone = replace(job("data-validation", 1, state="Failed", result=None), pod_lost=lost)
+    retry = decide(
+        RUN, spec, world.status, [*world.jobs[:-1], gone], world.deployments, T0 + timedelta(minutes=5)
+    )
+    assert [a.job_name for a in retry.actions if isinstance(a, CreateJob)] == [
+        job_name("demo", "data-validation", 2)
+    ]
+    warning = next(a for a in retry.actions if isinstance(a, EmitEvent) and a.reason == "StageRetry")
+    assert "PodLost" in warning.message
+    assert lost in warning.message
+
+    again = replace(job("data-validation", 2, state="Failed", result=None), pod_lost=lost)
+    jobs = [*world.jobs[:-1], gone, again]
+    failed = decide(RUN, spec, retry.status, jobs, world.deployments, T0 + timedelta(minutes=10))
+    summary = get_condition(failed.status["conditions"], "Succeeded")
+    assert summary is not None
+    assert (summary["status"], summary["reason"]) == ("False", "PodLost")
+    assert lost in summary["message"]

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from claimops_operator.gateway import pod_lost
 from claimops_operator.pods import ContainerWaiting, StartFailureReason, first_waiting, start_failure
 
 IMAGE = "registry.invalid/claimops/stages:missing"
@@ -119,3 +120,52 @@ def test_a_long_kubelet_message_is_cut() -> None:
     failure = start_failure(ContainerWaiting("p", "stage", IMAGE, "ErrImagePull", "x" * 5000))
     assert failure is not None
     assert len(failure[1]) < 1200
+
+
+# A failed stage Job whose pod never reported a result: was the pod lost, and how?
+
+
+def _terminated(code: int, reason: str = "Error") -> dict[str, Any]:
+    return {
+        "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": code, "reason": reason}}}]}
+    }
+
+
+@pytest.mark.parametrize(
+    ("pods", "says"),
+    [
+        ([], "its pod was deleted before it reported a result"),
+        (
+            [
+                {
+                    "status": {
+                        "conditions": [
+                            {
+                                "type": "DisruptionTarget",
+                                "status": "True",
+                                "reason": "EvictionByEvictionAPI",
+                                "message": "Eviction API: evicting",
+                            }
+                        ]
+                    }
+                }
+            ],
+            "disrupted (EvictionByEvictionAPI",
+        ),
+        (
+            [{"metadata": {"deletionTimestamp": "2026-12-02T02:00:00Z"}, "status": {}}],
+            "deleted before it finished",
+        ),
+        ([_terminated(143)], "killed (exit code 143"),
+        ([_terminated(137, "ContainerStatusUnknown")], "node restarted"),
+    ],
+    ids=["no-pod-left", "evicted", "being-deleted", "sigterm", "status-unknown"],
+)
+def test_a_lost_pod_is_told_apart_from_a_failing_stage(pods: list[dict[str, Any]], says: str) -> None:
+    lost = pod_lost(pods)
+    assert lost is not None
+    assert says in lost
+
+
+def test_a_stage_that_exits_with_an_error_was_not_lost() -> None:
+    assert pod_lost([_terminated(1)]) is None

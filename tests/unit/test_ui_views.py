@@ -450,3 +450,21 @@ def test_the_champion_card_links_to_its_release_record() -> None:
     # A version promoted before release records existed (or with a foreign URI) has no link.
     for tags in ({}, {"claimops.release.uri": "s3://bucket/x.json"}):
         assert views.with_release_record({"version": "1", "tags": tags}) == {"version": "1", "tags": tags}
+
+
+def test_a_queued_run_shows_its_place_in_line_in_the_list_and_on_its_page() -> None:
+    from jinja2 import Environment, FileSystemLoader
+
+    from claimops_ui.deps import TEMPLATES_DIR
+
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=True)
+    runs = [queued("older", "2026-01-01T00:00:01Z"), queued("newer", "2026-01-01T00:00:02Z")]
+    places = views.queue_positions(runs)
+    row = env.get_template("_run_row.html").render(r=views.run_summary(runs[1], places["newer"]))
+    assert "#2 in queue" in row
+    assert "phase-queued" in row
+    live = env.get_template("_run_live.html").render(
+        **views.run_page_context(runs[1], "", None, (), places["newer"]), user=None, csrf=""
+    )
+    assert "#2</strong> in line for a stage slot (ci-tests starts next)" in live
+    assert "at most 4 stage Jobs run at once" in live
