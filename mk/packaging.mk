@@ -20,7 +20,7 @@ down: ## delete the kind cluster
 e2e: venv system-packages ## the end-to-end tests on the kind cluster `make up` made (quick fault experiments last)
 	$(PY) -m pytest tests/e2e -m "not chaos_full" $(PYTEST_ARGS)
 
-chaos: venv system-packages ## every fault experiment on the kind cluster (slow: MLflow, PostgreSQL, MinIO, node restart, helm upgrade)
+chaos: venv system-packages ## every fault experiment on the kind cluster and the load test (slow: MLflow, PostgreSQL, MinIO, node restart, helm upgrade, 20 runs)
 	$(PY) -m pytest tests/e2e -m chaos -s $(PYTEST_ARGS)
 
 sync-crds: ## copy crds/ (the source of truth) into the chart
