@@ -86,6 +86,7 @@ cut, never SUFFIX, so the objects of one release keep distinct names. (list BASE
 {{- define "claimops.uiAuthSecret" -}}{{ include "claimops.componentName" (list . "ui-auth") }}{{- end }}
 {{- define "claimops.failureDefaults" -}}{{ include "claimops.componentName" (list . "failure-defaults") }}{{- end }}
 {{- define "claimops.operatorsRole" -}}{{ include "claimops.componentName" (list . "operators") }}{{- end }}
+{{- define "claimops.leaderElectionRole" -}}{{ include "claimops.componentName" (list . "operator-leader-election") }}{{- end }}
 {{/*
 Cluster-scoped objects carry the namespace, so two releases of one name never collide:
 namespace-fullname-SUFFIX within 63 characters. (list $ SUFFIX)
