@@ -57,16 +57,19 @@ def _condition(conditions: list[Any] | None, type_: str) -> Any | None:
 
 
 def job_state(job: Any) -> tuple[JobState, str | None]:
-    """Active, Succeeded or Failed, with the reason of the Failed condition."""
+    """Active, Succeeded or Failed, with the reason of the Failed condition.
+
+    ``FailureTarget`` (the Job controller decided the Job fails) is not yet Failed: its pod may
+    still be terminating (a deleted pod, a deadline), and a retry started then would run two
+    attempts of one stage at once. ``Failed`` comes once every pod has ended."""
     conditions = job.status.conditions if job.status else None
     for type_ in ("Complete", "SuccessCriteriaMet"):
         cond = _condition(conditions, type_)
         if cond is not None and cond.status == "True":
             return "Succeeded", None
-    for type_ in ("Failed", "FailureTarget"):
-        cond = _condition(conditions, type_)
-        if cond is not None and cond.status == "True":
-            return "Failed", cond.reason
+    cond = _condition(conditions, "Failed")
+    if cond is not None and cond.status == "True":
+        return "Failed", cond.reason
     return "Active", None
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import signal
 import sys
 import tempfile
 import time
@@ -141,7 +142,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum: int, _: object) -> None:
+    # The stage runs as PID 1 of its container, where SIGTERM's default action is ignored: a
+    # deleted or evicted pod would hold its slot for the whole grace period. SystemExit lets
+    # `finally` blocks end the MLflow run as FAILED.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     ns = build_parser().parse_args(argv)
     inputs = StageInputs.from_namespace(ns)
     result = run_stage(ns.stage, inputs)
