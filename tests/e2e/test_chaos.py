@@ -189,8 +189,10 @@ def lease_holder(kind: KindCluster, lease: str) -> str:
 
 
 def kill_leader(kind: KindCluster, lease: str) -> tuple[str, str, float]:
-    """Kill the leading operator pod outright (a crash: it cannot release the Lease); returns
-    (old leader, new leader, seconds until a standby held the Lease)."""
+    """Delete the leading operator pod at once (--grace-period=0 --force); returns (old leader,
+    new leader, seconds until a standby held the Lease). The kubelet still sends SIGTERM, so
+    the leader releases the Lease as it goes; the silent-crash path (SIGKILL, the Lease
+    expires) is measured on the cluster layer (tests/cluster/test_leader_election.py)."""
     chaos.wait_component_ready(kind, "operator")
     leader = lease_holder(kind, lease)
     pods = [p["metadata"]["name"] for p in chaos.component_pods(kind, "operator")]
