@@ -126,7 +126,7 @@ def run_stage(stage: str, inputs: StageInputs) -> StageResult:
                 log.exception("stage %s failed outside its MLflow run", stage)
                 return _failed(stage, Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
             log.error("MLflow unavailable: %s", exc)
-            return _failed(stage, Reason.MLFLOW_UNAVAILABLE, str(exc).split("\n")[0][:500])
+            return _failed(stage, Reason.MLFLOW_UNAVAILABLE, tracking.unavailable_message(exc))
         result.metrics.setdefault("stage_seconds", round(time.monotonic() - started, 3))
         return result
     finally:

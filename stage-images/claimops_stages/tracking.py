@@ -74,6 +74,19 @@ def probe(uri: str, attempts: int = PROBE_ATTEMPTS) -> None:
     raise MLflowUnavailableError(f"MLflow at {uri} unreachable after {attempts} attempts ({last_error})")
 
 
+def unavailable_message(exc: BaseException) -> str:
+    """What a stage reports when MLflow went away: the error's first line, and, when the
+    server itself answered 500 on an artifact upload or download, that its artifact store
+    (bucket missing, full or read-only) is the likely cause rather than the server."""
+    first = str(exc).split("\n")[0]
+    if "mlflow-artifacts" in first and "500" in first:
+        return (
+            "MLflow's artifact store failed (HTTP 500 from the server's artifact proxy: is its "
+            f"bucket missing, full or read-only?): {first}"
+        )[:500]
+    return first[:500]
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """True when `exc` (or its cause) means the server went away mid-stage."""
     seen: BaseException | None = exc

@@ -375,6 +375,10 @@ def test_c_a_missing_artifact_bucket_fails_full_train_clearly_and_registers_noth
     failed = chaos.stage_entry(status, "full-train")
     assert failed.get("state") == "Failed", f"full-train did not fail: {failed}"
     assert failed.get("message"), f"full-train failed without a message: {failed}"
+    # The reason says MLflow; the message must point at its store, not at the server.
+    assert "artifact store" in str(failed["message"]), (
+        f"full-train's message does not name the store: {failed}"
+    )
     with chaos.fresh_client(mlflow) as client:
         assert champion_version(client) == before.champion
     assert not verdict.violations, "\n".join(verdict.violations)

@@ -109,3 +109,19 @@ def test_cli_exit_code_and_termination_message(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking.unreachable_uri())
     assert main(["rollback", "--run", "r9"]) == 1
     assert json.loads(message.read_text())["reason"] == "MLflowUnavailable"
+
+
+def test_an_artifact_store_failure_is_named_as_such() -> None:
+    upload = RuntimeError(
+        "API request to http://mlflow:5000/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.pkl "
+        "failed with exception HTTPConnectionPool(host='mlflow', port=5000): Max retries exceeded with url: "
+        "/api/2.0/mlflow-artifacts/artifacts/1/abc/artifacts/model/model.pkl "
+        "(Caused by ResponseError('too many 500 error responses'))\nsecond line"
+    )
+    message = tracking.unavailable_message(upload)
+    assert message.startswith("MLflow's artifact store failed")
+    assert "bucket missing, full or read-only" in message
+    assert "second line" not in message
+    assert len(message) <= 500
+    refused = ConnectionRefusedError("[Errno 111] Connection refused")
+    assert tracking.unavailable_message(refused) == "[Errno 111] Connection refused"
