@@ -466,9 +466,16 @@ def _registry_invariants(
     # 5. Production serves the champion.
     production = kind.kubectl("get", "mdep", PRODUCTION, "-o", "json", check=False)
     if production.returncode == 0:
-        model = json.loads(production.stdout)["spec"]["model"]
-        if champion is None or (model.get("alias") != "champion" and str(model.get("version")) != champion):
-            violations.append(f"production ModelDeployment serves {model}, champion is {champion}")
+        mdep = json.loads(production.stdout)
+        model = mdep["spec"]["model"]
+        # After a rollback spec.model still names the version it rolled back from; what the
+        # server runs is status.servingVersion.
+        serving = (mdep.get("status") or {}).get("servingVersion")
+        served = str(serving) if serving is not None else str(model.get("version"))
+        if champion is None or (model.get("alias") != "champion" and served != champion):
+            violations.append(
+                f"production ModelDeployment serves v{served} (spec {model}), champion is {champion}"
+            )
     elif champion is not None and champion != before.champion:
         violations.append(f"champion moved to {champion} but there is no production ModelDeployment")
     # 6. The registry is intact: the model answers, no version vanished, all are READY, and
