@@ -113,13 +113,13 @@ def run_stage(stage: str, inputs: StageInputs) -> StageResult:
     started = time.monotonic()
     try:
         tracking.configure_client()
-        uri = tracking.tracking_uri()
+        uri, patience = tracking.tracking_uri(), tracking.PROBE_PATIENCE_SECONDS
         if FailureMode.MLFLOW_CONNECTION in inputs.failures:
-            uri = tracking.unreachable_uri()
+            uri, patience = tracking.unreachable_uri(), tracking.INJECTED_PATIENCE_SECONDS
             log.warning("failure injection MLflowConnection: tracking URI replaced by %s", uri)
         log.info("stage %s of pipeline run %s (commit %s)", stage, inputs.run, inputs.commit_sha)
         try:
-            tracking.probe(uri)
+            tracking.probe(uri, patience)
             result = _run_in_mlflow(stage, inputs, uri, buffer)
         except Exception as exc:
             if not tracking.is_connection_error(exc):

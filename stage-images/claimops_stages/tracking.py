@@ -1,16 +1,23 @@
 """MLflow client setup with bounded retries, and how an unreachable MLflow is recognised.
 
-MLflow's client retries a failed request 7 times with exponential backoff by default (about
-four minutes). A stage Job must fail fast instead, so the operator can report it: before any
-work, :func:`probe` asks the server's ``/health`` a few times with short timeouts (at most
-about 20 s in all), and every later request runs with a small retry budget.
+MLflowUnavailable has two shapes, and they are handled differently:
+
+* MLflow is down when a stage starts (a restart of its pod takes 80-90 s on kind): before any
+  work, :func:`probe` asks the server's ``/health`` with short timeouts and a capped backoff
+  for up to :data:`PROBE_PATIENCE_SECONDS`, so the stage rides out a restart instead of
+  failing. Only an outage longer than that is reported.
+* MLflow goes away mid-stage: MLflow's client would retry 7 times over about four minutes by
+  default; every request runs with a small retry budget instead, so the attempt fails within
+  seconds and the operator's retry (whose probe then waits for the server) takes over.
 
 Failure injection ``MLflowConnection`` points the stage at an address where nothing listens
-(:func:`unreachable_uri`), so the probe fails the way a real outage does.
+(:func:`unreachable_uri`), so the probe fails the way a real outage does; that address never
+comes back, so its probe gives up after :data:`INJECTED_PATIENCE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -21,6 +28,8 @@ import requests
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_TRACKING_URI = "http://127.0.0.1:5000"
 
+log = logging.getLogger(__name__)
+
 #: Retry budget of every MLflow client request after the probe succeeded. Timeouts are
 #: generous because model uploads go through the same client.
 CLIENT_RETRY_ENV: Mapping[str, str] = {
@@ -29,9 +38,13 @@ CLIENT_RETRY_ENV: Mapping[str, str] = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
-PROBE_ATTEMPTS = 3
+#: How long a starting stage waits for MLflow's /health before it reports MLflowUnavailable:
+#: longer than an MLflow pod restart (80-90 s on kind), well inside a stage's deadline.
+PROBE_PATIENCE_SECONDS = 150.0
+#: The injected outage's address is dead for good: waiting would only slow the demonstration.
+INJECTED_PATIENCE_SECONDS = 3.0
 PROBE_TIMEOUT = (2.0, 4.0)  # (connect, read) seconds
-PROBE_BACKOFF = 1.0
+PROBE_BACKOFF_FIRST, PROBE_BACKOFF_MAX = 1.0, 10.0
 
 
 class MLflowUnavailableError(RuntimeError):
@@ -56,22 +69,35 @@ def unreachable_uri() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def probe(uri: str, attempts: int = PROBE_ATTEMPTS) -> None:
-    """Fail with MLflowUnavailableError unless the server answers /health (http URIs only)."""
+def probe(uri: str, patience: float = PROBE_PATIENCE_SECONDS) -> None:
+    """Return once the server answers /health; MLflowUnavailableError when it has not for
+    `patience` seconds (http URIs only). There is always at least one request."""
     if not uri.startswith(("http://", "https://")):
         return  # a local store (file:, sqlite:) is always "reachable"
-    last_error = ""
-    for attempt in range(attempts):
+    started = time.monotonic()
+    delay = PROBE_BACKOFF_FIRST
+    attempts = 0
+    while True:
+        attempts += 1
         try:
             response = requests.get(uri.rstrip("/") + "/health", timeout=PROBE_TIMEOUT)
             if response.status_code == 200:
+                if attempts > 1:
+                    log.info("MLflow at %s answers after %.0f s", uri, time.monotonic() - started)
                 return
             last_error = f"HTTP {response.status_code}"
         except requests.RequestException as exc:
             last_error = type(exc).__name__ + ": " + str(exc).split("\n")[0][:200]
-        if attempt + 1 < attempts:
-            time.sleep(PROBE_BACKOFF * 2**attempt)
-    raise MLflowUnavailableError(f"MLflow at {uri} unreachable after {attempts} attempts ({last_error})")
+        waited = time.monotonic() - started
+        if waited + delay > patience:
+            break
+        if attempts == 1:
+            log.warning("MLflow at %s does not answer (%s); waiting up to %.0f s", uri, last_error, patience)
+        time.sleep(delay)
+        delay = min(delay * 2, PROBE_BACKOFF_MAX)
+    raise MLflowUnavailableError(
+        f"MLflow at {uri} unreachable for {waited:.0f} s ({attempts} attempts; last: {last_error})"
+    )
 
 
 def unavailable_message(exc: BaseException) -> str:
