@@ -100,7 +100,11 @@ class StageSlots:
 
     def forget(self, key: Key) -> list[Key]:
         """A run was deleted: its slots and its place are free."""
-        return self.settle(key, ("", "", ""), (), queued=False)
+        before = self.in_use
+        self._held.pop(key, None)
+        # A run that leaves the queue may have been woken for a slot it will never take.
+        was_waiting = self._waiting.pop(key, None) is not None
+        return self._next_in_line() if self.in_use < before or was_waiting else []
 
     def _next_in_line(self) -> list[Key]:
         free = self.limit - self.in_use

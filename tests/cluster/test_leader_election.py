@@ -6,7 +6,6 @@ $CLAIMOPS_BENCH_OUT when set)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import time
@@ -27,6 +26,7 @@ from tests.cluster.test_operator import (
     wait_for,
 )
 from tests.conftest import OperatorFactory
+from tests.harness import figures
 from tests.harness.control_plane import ControlPlane
 from tests.harness.node_standin import NodeStandIn
 from tests.harness.operator_process import OperatorProcess
@@ -234,7 +234,4 @@ def _report(what: str, seconds: list[float]) -> None:
         f"{what}: n={len(seconds)} p50={statistics.median(seconds):.1f}s max={max(seconds):.1f}s "
         f"all={[round(s, 1) for s in seconds]}"
     )
-    print(line)
-    if out := os.environ.get("CLAIMOPS_BENCH_OUT"):
-        with open(out, "a") as fh:
-            fh.write(line + "\n")
+    figures.record(line)

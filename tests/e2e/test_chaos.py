@@ -429,6 +429,13 @@ def installed_chart() -> str:
     return os.environ.get("CHAOS_CHART") or str(REPO / "helm/claimops")
 
 
+def set_max_concurrent_reconciles(kind: KindCluster, value: object) -> None:
+    kind.helm(
+        "upgrade", kind.release, installed_chart(), "-n", kind.namespace, "--reuse-values",
+        "--set", f"operator.maxConcurrentReconciles={value}", "--wait", "--timeout", "10m",
+    )  # fmt: skip
+
+
 @pytest.mark.chaos_full
 def test_e1_a_helm_upgrade_of_an_operator_setting_with_a_run_in_flight(
     kind: KindCluster, mlflow: httpx.Client, started: list[str]
@@ -445,18 +452,12 @@ def test_e1_a_helm_upgrade_of_an_operator_setting_with_a_run_in_flight(
     fault = time.monotonic()
     row = Row("helm upgrade --reuse-values --set operator.maxConcurrentReconciles=10", "quick-train")
     try:
-        kind.helm(
-            "upgrade", kind.release, installed_chart(), "-n", kind.namespace, "--reuse-values",
-            "--set", "operator.maxConcurrentReconciles=10", "--wait", "--timeout", "10m",
-        )  # fmt: skip
+        set_max_concurrent_reconciles(kind, 10)
         snapshot = chaos.run_status(kind, run)
         kind.wait_for(f"{run} to move after the upgrade", lambda: stage_moves(kind, run, snapshot), 600)
         row.recovery_s = time.monotonic() - fault
     finally:  # back to the installed setting (another operator restart, after the measurement)
-        kind.helm(
-            "upgrade", kind.release, installed_chart(), "-n", kind.namespace, "--reuse-values",
-            "--set", f"operator.maxConcurrentReconciles={previous}", "--wait", "--timeout", "10m",
-        )  # fmt: skip
+        set_max_concurrent_reconciles(kind, previous)
     finish_and_check(kind, mlflow, run, before, row)
 
 

@@ -8,7 +8,6 @@ peak RSS; behind `make chaos` (marker chaos_full), as it takes most of an hour."
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from tests.e2e.conftest import KindCluster, pipelinerun
+from tests.harness import figures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos, pytest.mark.chaos_full]
 
@@ -117,10 +117,7 @@ def test_twenty_runs_at_once_all_finish_queued_in_creation_order(kind: KindClust
         f"queue wait p50 {statistics.median(queue_waits):.0f} s max {max(queue_waits):.0f} s; "
         f"peak stage Jobs {max_jobs}; leader RSS peak {peak_rss:.0f} MiB"
     )
-    print(line)
-    if out := os.environ.get("CLAIMOPS_BENCH_OUT"):
-        with open(out, "a") as fh:
-            fh.write(line + "\n")
+    figures.record(line)
     kind.kubectl("delete", "cpr", "-l", "claimops.io/load-test=true", "--wait=false")
 
 
