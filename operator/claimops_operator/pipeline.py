@@ -59,6 +59,7 @@ from .admission import Ticket
 from .conditions import (
     ConditionStatus,
     ConditionType,
+    DeploymentReason,
     RunReason,
     format_time,
     initial_conditions,
@@ -830,7 +831,31 @@ def _serve_before(ctx: _Context, entry: StageStatus) -> Step | None:
     if entry.get("state") == StageState.PENDING:
         entry.update({"state": StageState.WAITING, "startedAt": ctx.stamp})
         ctx.event(EventReason.STAGE_STARTED, f"Stage {entry['name']}: serving version {version} as {role}")
-    return _wait_until_serving(ctx, entry, role, version)
+    if (step := _wait_until_serving(ctx, entry, role, version)) is not None:
+        return step
+    return _wait_for_baseline(ctx, entry)
+
+
+def _wait_for_baseline(ctx: _Context, entry: StageStatus) -> Step | None:
+    """None once production (what the shadow is compared with) is Ready, or there is none to
+    wait for. Scoring against a production server that is down (restarting after a node
+    restart, say) would blame its errors on the candidate."""
+    production = ctx.deployments.get("production")
+    if production is None or production.ready or production.reason == DeploymentReason.SCALED_TO_ZERO:
+        return None
+    detail = f" ({production.reason}: {production.message})" if production.reason else ""
+    deadline = _started(ctx, entry) + timedelta(seconds=ctx.spec.stage_seconds)
+    if ctx.now >= deadline:
+        message = (
+            f"Production, the baseline the shadow is compared with, was not Ready within "
+            f"{ctx.spec.stage_seconds}s{detail}"
+        )
+        _stage_failed(ctx, entry, RunReason.STAGE_TIMEOUT, message)
+        return Step.STOP
+    entry["message"] = f"Waiting for production (the shadow's baseline) to be Ready{detail}"
+    ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {entry['message']}")
+    ctx.requeue_in(min((deadline - ctx.now).total_seconds(), DEPLOYMENT_POLL_SECONDS))
+    return Step.WAIT
 
 
 def _candidate_version(ctx: _Context, entry: StageStatus) -> str | None:

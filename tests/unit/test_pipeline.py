@@ -584,6 +584,64 @@ CASES: list[Case] = [
         conditions={"Deployed": ("True", "StagingReady"), "Succeeded": ("Unknown", "Running")},
     ),
     Case(
+        # Production restarting (a node restart): scoring against it would blame its errors
+        # on the candidate, so shadow-monitor waits for its baseline.
+        "shadow-ready-waits-for-a-production-that-is-not-ready",
+        at="deploy-staging",
+        staging=staging(True, "7"),
+        deployed={
+            "shadow": served("shadow", True, "7"),
+            "production": served("production", False, "6", "Progressing", "0/1 replicas ready"),
+        },
+        after=30,
+        stage="shadow-monitor",
+        states={"deploy-staging": "Succeeded", "shadow-monitor": "Waiting"},
+        fields={
+            "shadow-monitor": {
+                "message": "Waiting for production (the shadow's baseline) to be Ready "
+                "(Progressing: 0/1 replicas ready)"
+            }
+        },
+        events=[f"{N}/StageSucceeded", f"{N}/StageStarted"],
+        conditions={"Deployed": ("True", "StagingReady"), "Succeeded": ("Unknown", "Running")},
+        requeue=10,
+    ),
+    Case(
+        "a-production-scaled-to-zero-is-not-waited-for",
+        at="deploy-staging",
+        staging=staging(True, "7"),
+        deployed={
+            "shadow": served("shadow", True, "7"),
+            "production": served("production", False, "6", "ScaledToZero", "spec.replicas is 0"),
+        },
+        after=30,
+        stage="shadow-monitor",
+        states={"deploy-staging": "Succeeded", "shadow-monitor": "Running"},
+        actions=[("CreateJob", "demo-shadow-monitor-1")],
+        events=[f"{N}/StageSucceeded", f"{N}/StageStarted", f"{N}/StageStarted"],
+    ),
+    Case(
+        "a-production-that-stays-down-times-the-shadow-monitor-out",
+        at="deploy-staging",
+        history=[
+            Obs(
+                deployed={
+                    "staging": staging(True, "7"),
+                    "shadow": served("shadow", True, "7"),
+                    "production": served("production", False, "6", "Progressing", "CrashLoopBackOff"),
+                }
+            )
+        ],
+        spec="timeouts: {stageSeconds: 300}",
+        after=301,
+        phase="Failed",
+        stage="shadow-monitor",
+        states={"shadow-monitor": "Failed", "promote-production": "Skipped"},
+        fields={"shadow-monitor": {"reason": "StageTimeout"}},
+        events=RUN_FAILED,
+        conditions={"Succeeded": ("False", "StageTimeout")},
+    ),
+    Case(
         "shadow-that-never-gets-ready-times-out",
         at="deploy-staging",
         # Staging gets ready at T0: shadow-monitor starts waiting for the shadow.
