@@ -275,7 +275,13 @@ def restore_model_servers(kind: KindCluster, timeout: float = 180) -> list[str]:
     while (stuck := unready_model_servers(kind)) and time.monotonic() < deadline:
         time.sleep(5)
     for name in stuck:
-        kind.kubectl("delete", "pod", "-l", f"{LABEL_MODEL_DEPLOYMENT}={name}", "--wait=false", check=False)
+        selector = f"{LABEL_MODEL_DEPLOYMENT}={name}"
+        # What kept it from loading (printed with -s): the next experiment needs it serving.
+        logs = kind.kubectl("logs", "-l", selector, "--tail=20", "--prefix", check=False)
+        print(
+            f"model server {name} not Ready after {timeout:.0f} s; its log ends:\n{logs.stdout}{logs.stderr}"
+        )
+        kind.kubectl("delete", "pod", "-l", selector, "--wait=false", check=False)
     if stuck:
         kind.wait_for(
             "model servers Ready after their restart", lambda: not unready_model_servers(kind), 300, every=5
@@ -423,6 +429,23 @@ def check_invariants(
     return Verdict(violations, runs_lost, duplicates, overlaps, champion_intact, champion_note, outcomes)
 
 
+def _read_registry(
+    mlflow: httpx.Client, timeout: float = 120
+) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """(versions, champion), read again on an HTTP error until `timeout`: an experiment that
+    restarted MLflow ends while its Service still sends the odd request to the pod going away,
+    and the invariants are about what the registry holds, not about that moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return registry_versions(mlflow), champion_version(mlflow)
+        except httpx.HTTPError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            print(f"MLflow's registry did not answer ({exc!r}); asking again")
+            time.sleep(3)
+
+
 def _registry_invariants(
     kind: KindCluster, mlflow: httpx.Client, statuses: Mapping[str, Mapping[str, Any]], before: Baseline
 ) -> tuple[list[str], bool, str]:
@@ -433,8 +456,7 @@ def _registry_invariants(
     if not wait_mlflow(mlflow):
         return ["MLflow does not answer /health after the experiment"], False, "unknown"
     try:
-        versions = registry_versions(mlflow)
-        champion = champion_version(mlflow)
+        versions, champion = _read_registry(mlflow)
     except httpx.HTTPError as exc:
         return (
             [f"MLflow's registry does not answer after the experiment: {exc!r}"],

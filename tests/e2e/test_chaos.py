@@ -1,5 +1,6 @@
 """Fault experiments on the kind cluster (issue #13, item 3): a stage pod deleted mid-run, the
-leading operator killed mid-stage and at the approval gate (both in every `make e2e`), and
+leading operator SIGKILLed mid-stage and its pod deleted at the approval gate (all in every
+`make e2e`), and
 behind `make chaos` the backing services killed mid-stage, the artifact store made unusable,
 the node restarted and the chart upgraded with runs in flight.
 
@@ -19,6 +20,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -191,12 +193,8 @@ def lease_holder(kind: KindCluster, lease: str) -> str:
 def kill_leader(kind: KindCluster, lease: str) -> tuple[str, str, float]:
     """Delete the leading operator pod at once (--grace-period=0 --force); returns (old leader,
     new leader, seconds until a standby held the Lease). The kubelet still sends SIGTERM, so
-    the leader releases the Lease as it goes; the silent-crash path (SIGKILL, the Lease
-    expires) is measured on the cluster layer (tests/cluster/test_leader_election.py)."""
-    chaos.wait_component_ready(kind, "operator")
-    leader = lease_holder(kind, lease)
-    pods = [p["metadata"]["name"] for p in chaos.component_pods(kind, "operator")]
-    assert leader in pods, f"Lease {lease} holder {leader!r} is none of the operator pods {pods}"
+    the leader releases the Lease as it goes (crash_leader is the silent path)."""
+    leader, pods = _leader_and_pods(kind, lease)
     kind.kubectl("delete", "pod", leader, "--grace-period=0", "--force", "--wait=false")
     fault = time.monotonic()
     standby = set(pods) - {leader}
@@ -209,6 +207,53 @@ def kill_leader(kind: KindCluster, lease: str) -> tuple[str, str, float]:
     took = time.monotonic() - fault
     assert new in standby, f"Lease went to {new}, not to the standby {standby}"
     return leader, new, took
+
+
+def crash_leader(kind: KindCluster, lease: str) -> tuple[str, str, float]:
+    """SIGKILL the leading operator's process from the node, as a container-kill experiment
+    does: no SIGTERM, so nothing releases the Lease and it must expire. Returns (old leader,
+    new leader, seconds until a live process renewed the Lease). The new leader is the
+    standby, or the killed replica's restarted container when the kubelet brings it back
+    first (same identity: it renews the Lease it finds in its own name)."""
+    leader, pods = _leader_and_pods(kind, lease)
+    node = f"{kind.context.removeprefix('kind-')}-control-plane"
+
+    def on_node(*command: str) -> str:
+        done = subprocess.run(["docker", "exec", node, *command], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, f"{command} on {node}: {done.stderr}"
+        return done.stdout.strip()
+
+    sandbox = on_node(
+        "crictl", "pods", "--name", leader, "--namespace", kind.namespace, "--state", "ready", "-q"
+    )
+    container = on_node("crictl", "ps", "--pod", sandbox.split()[0], "--name", "operator", "-q").split()[0]
+    pid = json.loads(on_node("crictl", "inspect", container))["info"]["pid"]
+    killed_at = datetime.now(UTC)
+    on_node("kill", "-KILL", str(pid))
+    fault = time.monotonic()
+
+    def renewed_by_a_live_process() -> str | None:
+        spec = kind.get("lease", lease)["spec"]
+        renewed = datetime.fromisoformat(
+            str(spec.get("renewTime") or "1970-01-01T00:00:00Z").replace("Z", "+00:00")
+        )
+        # The killed process cannot renew any more: a renewal after the kill is someone alive.
+        return str(spec.get("holderIdentity")) if renewed > killed_at + timedelta(seconds=0.2) else None
+
+    new = str(
+        kind.wait_for(f"a live operator to renew Lease {lease}", renewed_by_a_live_process, 60, every=0.5)
+    )
+    took = time.monotonic() - fault
+    assert new in pods, f"Lease went to {new}, none of the operator pods {pods}"
+    return leader, new, took
+
+
+def _leader_and_pods(kind: KindCluster, lease: str) -> tuple[str, list[str]]:
+    chaos.wait_component_ready(kind, "operator")
+    leader = lease_holder(kind, lease)
+    pods = [p["metadata"]["name"] for p in chaos.component_pods(kind, "operator")]
+    assert leader in pods, f"Lease {lease} holder {leader!r} is none of the operator pods {pods}"
+    return leader, pods
 
 
 def test_d_the_standby_operator_takes_over_mid_stage_and_at_the_gate(
@@ -229,8 +274,8 @@ def test_d_the_standby_operator_takes_over_mid_stage_and_at_the_gate(
     rows = []
     try:
         chaos.wait_stage_running(kind, run, "full-train", timeout=900)
-        old, new, took = kill_leader(kind, lease)
-        rows.append(Row(f"leading operator killed ({old} -> {new})", "full-train", recovery_s=took))
+        old, new, took = crash_leader(kind, lease)
+        rows.append(Row(f"leading operator SIGKILLed ({old} -> {new})", "full-train", recovery_s=took))
         status = wait_gate_or_end(kind, run)
         assert status.get("phase") == "AwaitingApproval", (
             f"{run} did not reach the gate: {status.get('conditions')}"
@@ -241,7 +286,7 @@ def test_d_the_standby_operator_takes_over_mid_stage_and_at_the_gate(
         approve(kind, run)
         before.decisions[run] = decisions(kind, run)
         assert before.decisions[run], f"{run}: the approval was not recorded in spec.decisions"
-        rows.append(Row(f"leading operator killed ({old} -> {new})", "manual-approval", recovery_s=took))
+        rows.append(Row(f"leading operator pod deleted ({old} -> {new})", "manual-approval", recovery_s=took))
         status = chaos.wait_finished(kind, run, 1200)
     finally:
         chaos.wait_component_ready(kind, "operator")
