@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,8 @@ TICK_SECONDS = 1.0
 #: pipeline's maxPsi gate.
 PSI_THRESHOLD = 0.2
 TABLE_ROWS = 25
+#: Windows the drift-over-time chart keeps (one per tick: two minutes at the default tick).
+HISTORY_WINDOWS = 120
 _EPS = 1e-4
 
 
@@ -64,6 +67,18 @@ def categorical_psi(reference: pd.Series, current: pd.Series, categories: tuple[
     ref_p = np.maximum(np.array([ref.get(c, 0) for c in categories]) / max(len(reference), 1), _EPS)
     cur_p = np.maximum(np.array([cur.get(c, 0) for c in categories]) / max(len(current), 1), _EPS)
     return float(np.sum((cur_p - ref_p) * np.log(cur_p / ref_p)))
+
+
+def categorical_js(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]:
+    """Jensen-Shannon distance (base 2) of each categorical feature of `current` against `reference`."""
+    result: dict[str, float] = {}
+    for name in CATEGORICAL_FEATURES:
+        ref = reference[name].astype(str).value_counts()
+        cur = current[name].astype(str).value_counts()
+        counts = [np.array([c.get(k, 0) for k in CATEGORIES[name]], dtype=float) for c in (ref, cur)]
+        value = drift_lib.js_distance(counts[0], counts[1])
+        result[name] = round(value, 4) if math.isfinite(value) else 0.0
+    return result
 
 
 def feature_psi(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, float]:
@@ -90,6 +105,7 @@ def drift_summary(
         "windowRows": len(current),
         "threshold": threshold,
         "psi": psi,
+        "js": categorical_js(reference, current),
         "maxPsi": max(psi.values(), default=0.0),
         "driftedFeatures": drifted,
         "drifted": bool(drifted),
@@ -189,12 +205,16 @@ class ClaimsStream:
     seed: int = 1_000_000
     started_by: str | None = None
     last_drift: dict[str, Any] | None = None
-    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=60))
+    #: One entry per window the stream judged (PSI, JS, profile): the drift-over-time chart.
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_WINDOWS))
+    windows: int = 0
     score_note: str = ""
     serving_version: str | None = None
     _subscribers: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
     _task: asyncio.Task[None] | None = None
     _reset: bool = False
+    #: Guards (profile, _reset): the tick reads both in its thread while start() sets them.
+    _switch: threading.Lock = field(default_factory=threading.Lock)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -217,16 +237,19 @@ class ClaimsStream:
         }
 
     async def start(self, profile: str, user: str) -> dict[str, Any]:
-        self.profile = check_profile(profile)
+        chosen = check_profile(profile)
         self.started_by = user
-        if self.running:
+        with self._switch:
+            self.profile = chosen
             # A new profile replaces the window (at the next tick, in the tick's thread), so
             # the chart shows that profile alone.
-            self._reset = True
+            self._reset = self.running
+        if self.running:
             return self.status()
         # The champion may have changed since the last start: take its training data again.
         self.reference = await asyncio.to_thread(self.reference_loader)
         self.window.clear()
+        self.history.clear()
         self.last_drift = None
         self.running = True
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -267,10 +290,12 @@ class ClaimsStream:
         reference = self.reference or self.reference_loader()
         self.reference = reference
         self.seed += 1
-        if self._reset:
-            self._reset = False
+        # Read together, once: a window holds and is labelled with one profile only.
+        with self._switch:
+            profile, reset, self._reset = self.profile, self._reset, False
+        if reset:
             self.window.clear()
-        batch = generate_claims(self.batch_rows, seed=self.seed, window=reference.window, drift=self.profile)
+        batch = generate_claims(self.batch_rows, seed=self.seed, window=reference.window, drift=profile)
         records = claim_records(batch)
         scores, note, version = self.scorer.score(records)
         self.score_note, self.serving_version = note, version
@@ -283,9 +308,20 @@ class ClaimsStream:
             self.window.popleft()
         current = pd.concat(list(self.window), ignore_index=True)
         summary = drift_summary(reference.claims(), current)
-        summary["profile"] = self.profile
+        summary["profile"] = profile
         self.last_drift = summary
-        self.history.append({"t": time.time(), "maxPsi": summary["maxPsi"]})
+        self.windows += 1
+        if summary["judged"]:
+            self.history.append(
+                {
+                    "window": self.windows,
+                    "t": time.time(),
+                    "profile": profile,
+                    "psi": summary["psi"],
+                    "js": summary["js"],
+                    "maxPsi": summary["maxPsi"],
+                }
+            )
         return {"claims": records, "drift": summary, "status": self.status()}
 
     def drift(self, profile: str | None, rows: int) -> dict[str, Any]:

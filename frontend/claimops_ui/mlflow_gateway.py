@@ -7,6 +7,7 @@ import the mlflow package: the REST API is stable and the UI image stays small.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,26 @@ class MlflowGateway:
             payload["filter"] = filter_string
         body = self._call("POST", "/api/2.0/mlflow/runs/search", json=payload)
         return [flatten_run(r) for r in body.get("runs", [])]
+
+    def runs_by_id(self, run_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Many runs in one search (the model trend's training and evaluation runs)."""
+        wanted = sorted({check_run_id(r) for r in run_ids if r})
+        found: dict[str, dict[str, Any]] = {}
+        ids = self.experiment_ids() if wanted else []
+        for first in range(0, len(wanted), 100):
+            chunk = wanted[first : first + 100]
+            listed = ", ".join(f"'{r}'" for r in chunk)
+            body = self._call(
+                "POST",
+                "/api/2.0/mlflow/runs/search",
+                json={
+                    "experiment_ids": ids,
+                    "max_results": len(chunk),
+                    "filter": f"attributes.run_id IN ({listed})",
+                },
+            )
+            found.update({str(r["runId"]): r for r in map(flatten_run, body.get("runs", []))})
+        return found
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         body = self._call("GET", "/api/2.0/mlflow/runs/get", params={"run_id": check_run_id(run_id)})

@@ -123,6 +123,10 @@ class RunSummary(ApiModel):
     failureInjection: list[str]
     drift: str
     progress: str = Field(description="Finished/total stages, e.g. 3/12.")
+    durationSeconds: float | None = Field(
+        default=None, description="From the run's start to its end, or to now while it runs."
+    )
+    duration: str = Field(default="", description="durationSeconds for people, e.g. '4 min 05 s'.")
 
 
 class RunActions(ApiModel):
@@ -351,6 +355,9 @@ class DriftSummary(ApiModel):
     windowRows: int
     threshold: float
     psi: dict[str, float] = Field(description="Population stability index per feature.")
+    js: dict[str, float] = Field(
+        default_factory=dict, description="Jensen-Shannon distance (base 2) per categorical feature."
+    )
     maxPsi: float
     driftedFeatures: list[str]
     drifted: bool

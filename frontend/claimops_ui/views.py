@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from claimops_stages.api_names import REQUESTED_BY_RUN
 from claimops_stages.approvals import ApprovalPolicy
 from claimops_stages.contract import FAILURE_REASONS, FailureMode, StageInputs, StageKind
 
+from .chart_views import run_duration, run_timeline
+from .charts import duration_text, render_timeline
 from .claims_stream import claim_records
-from .errors import NotFound
+from .errors import InvalidInput, NotFound
 from .mlflow_gateway import RUN_ID
 
 TERMINAL = {"Succeeded", "Failed", "Rejected", "Cancelled"}
@@ -78,9 +81,12 @@ def queue_positions(runs: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     return {str(r["metadata"]["name"]): place for place, r in enumerate(queued, 1)}
 
 
-def run_summary(run: Mapping[str, Any], queue_position: int | None = None) -> dict[str, Any]:
+def run_summary(
+    run: Mapping[str, Any], queue_position: int | None = None, now: datetime | None = None
+) -> dict[str, Any]:
     """One row of the runs list (and the `/pipeline/{run_id}/status` head); ``queue_position``
-    from :func:`queue_positions` when the run is Queued."""
+    from :func:`queue_positions` when the run is Queued; the duration runs to ``now`` while
+    the run is still going."""
     meta, spec, status = run.get("metadata", {}), run.get("spec") or {}, run.get("status") or {}
     commit = spec.get("commit") or {}
     succeeded = condition(run, "Succeeded")
@@ -89,6 +95,7 @@ def run_summary(run: Mapping[str, Any], queue_position: int | None = None) -> di
     stages = status.get("stages") or []
     done = sum(1 for s in stages if s.get("state") in ("Succeeded", "Skipped"))
     phase = status.get("phase") or "Pending"
+    seconds = run_duration(run, now or datetime.now(UTC))
     return {
         "name": meta.get("name", ""),
         "created": meta.get("creationTimestamp", ""),
@@ -110,6 +117,8 @@ def run_summary(run: Mapping[str, Any], queue_position: int | None = None) -> di
         "drift": (spec.get("dataset") or {}).get("drift", "none"),
         "progress": f"{done}/{len(stages)}" if stages else "",
         "queue": {**(status.get("queue") or {}), "position": queue_position} if phase == "Queued" else None,
+        "durationSeconds": seconds,
+        "duration": duration_text(seconds),
     }
 
 
@@ -257,13 +266,16 @@ def run_page_context(
     user: str | None = None,
     groups: Sequence[str] = (),
     queue_position: int | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The run page's context: the stage asked for, else the run's current stage; the gate as
-    `user` (in `groups`) sees it."""
+    `user` (in `groups`) sees it; the stage timeline up to ``now``."""
     if stage not in contract.stage_names():
         stage = str((run.get("status") or {}).get("currentStage") or "commit")
+    now = now or datetime.now(UTC)
     return {
-        "run": run_summary(run, queue_position),
+        "run": run_summary(run, queue_position, now),
+        "timeline": render_timeline(run_timeline(run, now)),
         "spec": run.get("spec") or {},
         "status": run.get("status") or {},
         "dag": dag(run),
@@ -353,6 +365,72 @@ def champion_view(
 MLFLOW_METRIC_COLUMNS = ("auc_roc", "f1", "accuracy", "candidate_auc", "ci_auc_roc")
 
 
+#: Stage runs the explorer reads (newest first) before grouping them by pipeline run.
+EXPLORER_RUNS = 300
+
+
+@dataclass(frozen=True)
+class ExplorerFilters:
+    """The MLflow explorer's filters (query parameters), validated."""
+
+    stage: str = ""
+    status: str = ""
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if self.stage and self.stage not in contract.stage_names():
+            raise InvalidInput(
+                f"stage filter: no stage {self.stage!r}; stages: {', '.join(contract.stage_names())}"
+            )
+
+    def mlflow_filter(self) -> str:
+        """The part MLflow's search does (stage and status); the version is matched per group."""
+        parts = [f"tags.stage = '{self.stage}'"] if self.stage else []
+        if self.status:
+            parts.append(f"attributes.status = '{self.status}'")
+        return " and ".join(parts)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.stage or self.status or self.version)
+
+
+def run_versions(run: Mapping[str, Any]) -> set[str]:
+    """The registered versions a stage run trained or evaluated. CI's quick-train tags
+    ``model_version=ci-<sha>``, which names no registered version: left out."""
+    tags = run.get("tags") or {}
+    found = (str(tags.get(k) or "") for k in ("model_version", "candidate_version"))
+    return {v for v in found if v.isdigit()}
+
+
+def explorer_groups(runs: Sequence[Mapping[str, Any]], version: str = "") -> list[dict[str, Any]]:
+    """Stage runs grouped by pipeline run (newest pipeline run first, its stages in the order
+    they ran); with ``version``, only pipeline runs that trained or evaluated that version."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(str((run.get("tags") or {}).get("pipeline_run") or ""), []).append(run)
+    result = []
+    for name, members in groups.items():
+        members = sorted(members, key=lambda r: r.get("startTime") or 0)
+        versions = set().union(*(run_versions(r) for r in members))
+        if version and version not in versions:
+            continue
+        statuses = [str(r.get("status") or "") for r in members]
+        result.append(
+            {
+                "pipelineRun": name,
+                "runs": members,
+                "started": min((r.get("startTime") or 0 for r in members), default=0),
+                "versions": sorted(versions, key=int),
+                "failed": statuses.count("FAILED"),
+                "status": "FAILED"
+                if "FAILED" in statuses
+                else ("RUNNING" if "RUNNING" in statuses else "FINISHED"),
+            }
+        )
+    return sorted(result, key=lambda g: g["started"], reverse=True)
+
+
 def mlflow_overview(
     model: str,
     runs: list[dict[str, Any]],
@@ -360,10 +438,14 @@ def mlflow_overview(
     challenger: dict[str, Any] | None,
     versions: list[dict[str, Any]],
     error: str | None,
+    filters: ExplorerFilters | None = None,
 ) -> dict[str, Any]:
+    filters = filters or ExplorerFilters()
     return {
         "model": model,
         "runs": runs,
+        "groups": explorer_groups(runs, filters.version),
+        "filters": filters,
         "champion": with_release_record(champion),
         "challenger": with_release_record(challenger),
         "versions": versions,

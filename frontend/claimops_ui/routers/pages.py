@@ -15,14 +15,20 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from claimops_stages import contract
-from claimops_stages.claims import DRIFT_PROFILES
+from claimops_stages.claims import CATEGORICAL_FEATURES, DRIFT_PROFILES
 
 from .. import actions, auth, inspector
 from ..actions import RollbackRequest, RunRequest
+from ..chart_views import drift_history, model_trend, rejected_versions, trend_run_ids
+from ..charts import render_interval, render_line_chart, render_paired_bars
+from ..claims_stream import HISTORY_WINDOWS, PSI_THRESHOLD
+from ..comparison import compare_view, compared_versions
 from ..deps import RunName, Services, Svc, User, current_user
 from ..errors import InvalidInput, UiError
 from ..mlflow_gateway import CHALLENGER, CHAMPION
 from ..views import (
+    EXPLORER_RUNS,
+    ExplorerFilters,
     deployment_list,
     failure_list,
     mlflow_overview,
@@ -176,6 +182,32 @@ def run_page(
     return render(request, svc, "run.html", "runs", **ctx)
 
 
+@router.get("/ui/runs/{name}/compare")
+def compare_page(request: Request, name: RunName, svc: Svc) -> HTMLResponse:
+    """The candidate beside the champion, with the approval buttons: what a reviewer reads
+    before deciding."""
+    run = svc.kube.get_run(name)
+    error = None
+    versions: list[dict[str, Any]] = []
+    training: dict[str, dict[str, Any]] = {}
+    champion_alias = None
+    try:
+        champion = svc.mlflow.alias(MODEL, CHAMPION)
+        champion_alias = champion["version"] if champion else None
+        versions = svc.mlflow.model_versions(MODEL)
+        wanted = {v for v in compared_versions(run, champion_alias) if v}
+        training = svc.mlflow.runs_by_id(str(v["runId"]) for v in versions if v["version"] in wanted)
+    except UiError as exc:
+        error = exc.detail
+    view = compare_view(run, versions, training, champion_alias)
+    ctx = run_page_context(run, "", current_user(request), ui_groups(svc), _queue_position(svc, run))
+    return render(
+        request, svc, "compare.html", "runs", **ctx, compare=view, error=error,
+        importance=render_paired_bars(view["importance"]), shap=render_paired_bars(view["shap"]),
+        interval=render_interval(view["interval"]) if view["interval"] else None,
+    )  # fmt: skip
+
+
 @router.get("/ui/fragments/runs/{name}/live")
 def run_live(
     request: Request, name: RunName, svc: Svc, stage: Annotated[str, Query(max_length=64)] = ""
@@ -206,20 +238,39 @@ def inspector_fragment(
 
 
 @router.get("/ui/mlflow")
-def mlflow_page(request: Request, svc: Svc) -> HTMLResponse:
+def mlflow_page(
+    request: Request,
+    svc: Svc,
+    stage: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(pattern="^(|RUNNING|FINISHED|FAILED|KILLED|SCHEDULED)$")] = "",
+    version: Annotated[str, Query(pattern="^[0-9]{0,9}$")] = "",
+) -> HTMLResponse:
+    filters = ExplorerFilters(stage=stage, status=status, version=version)
     runs: list[dict[str, Any]] = []
     champion = challenger = None
     versions: list[dict[str, Any]] = []
+    by_id: dict[str, dict[str, Any]] = {}
     error = None
     try:
-        runs = svc.mlflow.search_runs(max_results=100)
+        runs = svc.mlflow.search_runs(max_results=EXPLORER_RUNS, filter_string=filters.mlflow_filter())
         champion = svc.mlflow.alias(MODEL, CHAMPION)
         challenger = svc.mlflow.alias(MODEL, CHALLENGER)
         versions = svc.mlflow.model_versions(MODEL)
+        by_id = svc.mlflow.runs_by_id(trend_run_ids(versions))
     except UiError as exc:
         error = exc.detail
-    view = mlflow_overview(MODEL, runs, champion, challenger, versions, error)
-    return render(request, svc, "mlflow.html", "mlflow", **view)
+    trend, delta = model_trend(
+        versions,
+        by_id,
+        champion["version"] if champion else None,
+        challenger["version"] if challenger else None,
+        rejected_versions(svc.kube.list_runs()),
+    )
+    view = mlflow_overview(MODEL, runs, champion, challenger, versions, error, filters)
+    return render(
+        request, svc, "mlflow.html", "mlflow", **view, stages=contract.stage_names(),
+        trend=render_line_chart(trend), delta=render_line_chart(delta),
+    )  # fmt: skip
 
 
 @router.get("/ui/mlflow/runs/{run_id}")
@@ -258,11 +309,22 @@ def deployments_fragment(request: Request, svc: Svc) -> HTMLResponse:
 # -- claims ----------------------------------------------------------------------------------
 
 
+def _drift_history(svc: Services) -> dict[str, Any]:
+    psi, js = drift_history(list(svc.claims.history), PSI_THRESHOLD, CATEGORICAL_FEATURES)
+    return {"drift_psi": render_line_chart(psi), "drift_js": render_line_chart(js)}
+
+
 @router.get("/ui/claims")
 def claims_page(request: Request, svc: Svc) -> HTMLResponse:
     return render(
-        request, svc, "claims.html", "claims", stream=svc.claims.status(), profiles=list(DRIFT_PROFILES)
-    )
+        request, svc, "claims.html", "claims", stream=svc.claims.status(), profiles=list(DRIFT_PROFILES),
+        history_windows=HISTORY_WINDOWS, **_drift_history(svc),
+    )  # fmt: skip
+
+
+@router.get("/ui/fragments/claims/drift-history")
+def drift_history_fragment(request: Request, svc: Svc) -> HTMLResponse:
+    return svc.templates.TemplateResponse(request, "_drift_history.html", _drift_history(svc))
 
 
 # -- form posts ------------------------------------------------------------------------------

@@ -209,6 +209,19 @@
     while (body.children.length > 25) body.lastElementChild.remove();
   }
 
+  // The drift-over-time charts are drawn on the server; refresh them at most every 2 s.
+  let historyAt = 0, historyBusy = false;
+  function refreshDriftHistory() {
+    const box = $("#drift-history");
+    if (!box || historyBusy || Date.now() - historyAt < 2000) return;
+    historyBusy = true; historyAt = Date.now();
+    fetch("/ui/fragments/claims/drift-history", { headers: { Accept: "text/html" } })
+      .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
+      .then((html) => { box.innerHTML = html; box.dataset.windows = String(box.querySelectorAll("#drift-psi .series:first-of-type circle").length); })
+      .catch(() => {})
+      .finally(() => { historyBusy = false; });
+  }
+
   function connectClaims() {
     if (document.body.dataset.page !== "claims") return;
     const proto = location.protocol === "https:" ? "wss://" : "ws://";
@@ -218,7 +231,7 @@
     socket.onmessage = (m) => {
       const msg = JSON.parse(m.data);
       if (msg.claims) addClaims(msg.claims);
-      if (msg.drift) drawDrift(msg.drift);
+      if (msg.drift) { drawDrift(msg.drift); refreshDriftHistory(); }
       if (msg.status) {
         const s = msg.status;
         $("#stream-state").textContent = (s.running ? "Running" : "Stopped") + " · profile " + s.profile + (s.reference ? " · reference: " + s.reference.source : "");
