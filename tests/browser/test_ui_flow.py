@@ -325,13 +325,14 @@ def test_claims_stream_shows_drift_only_when_the_profile_drifts(
 
 def test_mlflow_explorer_and_deployments_pages(alice: Page, ui_stack: UiStack) -> None:
     alice.goto("/ui/mlflow")
-    expect(alice.locator("table.mlflow-runs tbody tr").first).to_be_visible()
-    expect(alice.locator("table.mlflow-runs")).to_contain_text(FLOW["run"])
+    group = alice.locator(f'details.run-group[data-pipeline-run="{FLOW["run"]}"]')
+    group.evaluate("details => { details.open = true; }")
+    expect(group.locator("tbody tr").first).to_be_visible()
     expect(alice.get_by_role("link", name="Open the MLflow UI ↗")).to_have_attribute(
         "href", ui_stack.mlflow.url
     )
     shot(alice, ui_stack, "10-mlflow-explorer")
-    alice.locator("table.mlflow-runs tbody tr a").first.click()
+    group.locator("tbody tr a").first.click()
     expect(alice.get_by_role("heading", level=1)).to_be_visible()
     shot(alice, ui_stack, "11-mlflow-run")
     alice.goto("/ui/deployments")
@@ -369,6 +370,56 @@ def wait_champion(page: Page, version: str, timeout: float = 120) -> None:
         time.sleep(2)
 
 
+def mlflow_training_run(stack: UiStack, version: str) -> dict[str, Any]:
+    """The training run of a registered version, from MLflow's REST API (not the UI)."""
+    name = SPEC_DEFAULTS["model.name"]
+    with httpx.Client(base_url=stack.mlflow.url, timeout=10) as mlflow:
+        found = mlflow.get("/api/2.0/mlflow/model-versions/get", params={"name": name, "version": version})
+        run_id = found.raise_for_status().json()["model_version"]["run_id"]
+        run = mlflow.get("/api/2.0/mlflow/runs/get", params={"run_id": run_id}).raise_for_status().json()
+    return run["run"]
+
+
+def expect_compare_page(page: Page, stack: UiStack, name: str) -> None:
+    """The compare page shows the run's candidate beside the champion its evaluation compared
+    against, with the numbers MLflow and the run's status hold, and the approval buttons."""
+    run = stack.kubectl_json("get", "cpr", name)
+    candidate, evaluation = run["status"]["mlflow"]["modelVersion"], run["status"]["evaluation"]
+    # The second run may be evaluated before the first is promoted: then there is no champion.
+    champion = evaluation.get("championVersion") or None
+    page.locator("#compare-link").click()
+    expect(page).to_have_url(re.compile(f"/ui/runs/{name}/compare$"))
+    expect(page.locator("#candidate-version")).to_have_text(candidate)
+    expect(page.locator("#champion-version")).to_have_text(champion or "none")
+    sides = [(candidate, "candidate")] + ([(champion, "champion")] if champion else [])
+    for version, column in sides:
+        metrics = {m["key"]: m["value"] for m in mlflow_training_run(stack, version)["data"]["metrics"]}
+        cell = page.locator(f'#compare-metrics tr[data-name="auc_roc"] td.{column}')
+        assert float(cell.text_content() or "nan") == pytest.approx(metrics["auc_roc"], abs=5e-5)
+        importance = [k for k in metrics if k.startswith("importance_")]
+        bars = page.locator(f'#compare-importance rect.side[data-side="v{version} ({column})"]')
+        assert bars.count() == len(importance) > 0
+    gates = run["spec"]["gates"]
+    if champion:
+        estimate = page.locator("#compare-delta circle.estimate")
+        assert float(estimate.get_attribute("data-value") or "nan") == pytest.approx(evaluation["delta"])
+        threshold = page.locator("#compare-delta g.threshold")
+        assert float(threshold.get_attribute("data-value") or "nan") == pytest.approx(-gates["maxAucDrop"])
+    else:
+        expect(page.locator("#compare-delta")).to_have_count(0)
+    expect(page.locator('#gate-table tr[data-gate="minAuc"]')).to_contain_text(f"{gates['minAuc']:.4f}")
+    expect(page.locator("#gate-verdict")).to_have_text("passed" if evaluation["passed"] else "failed")
+    plots = page.locator("img.plot")
+    expect(plots).to_have_count(2 * len(sides))
+    for i in range(2 * len(sides)):
+        expect(plots.nth(i)).to_have_js_property("complete", True)
+        assert plots.nth(i).evaluate("img => img.naturalWidth") > 0
+    expect(page.get_by_role("button", name="Approve")).to_be_visible()
+    shot(page, stack, "13a-compare-before-approving")
+    shot(page, stack, "13b-compare-before-approving-wide", width=1920)
+    page.set_viewport_size({"width": 1366, "height": 900})
+
+
 def test_champion_card_changes_after_each_promotion(alice: Page, bob: Page, ui_stack: UiStack) -> None:
     first = _wait_promoted(ui_stack, FLOW["run"], timeout=300)["status"]["mlflow"]["modelVersion"]
     wait_champion(alice, first)
@@ -376,6 +427,8 @@ def test_champion_card_changes_after_each_promotion(alice: Page, bob: Page, ui_s
     # alice submitted the second run too: bob approves it (four-eyes).
     bob.goto(f"/ui/runs/{FLOW['second']}")
     expect(bob.locator("#run-phase")).to_have_text("AwaitingApproval", timeout=STAGE_TIMEOUT_MS)
+    # bob reads the comparison first (one click from the gate) and approves from there.
+    expect_compare_page(bob, ui_stack, FLOW["second"])
     bob.get_by_role("button", name="Approve").click()
     expect(bob.locator("#approved-by")).to_have_text("bob", timeout=30_000)
     second = _wait_promoted(ui_stack, FLOW["second"], timeout=300)["status"]["mlflow"]["modelVersion"]
@@ -453,6 +506,7 @@ def test_no_console_errors_on_any_page(alice: Page, ui_stack: UiStack) -> None:
     for path in (
         "/ui/runs",
         f"/ui/runs/{FLOW.get('run', 'none')}",
+        f"/ui/runs/{FLOW.get('run', 'none')}/compare",
         "/ui/mlflow",
         "/ui/deployments",
         "/ui/claims",
