@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 export UV_CACHE_DIR := $(CACHE)/uv
 export UV_LINK_MODE := copy
 
-.PHONY: help setup system-packages venv cluster-binaries test test-unit lint bench cluster-up cluster-down
+.PHONY: help setup system-packages venv client-venvs cluster-binaries test test-unit lint bench cluster-up cluster-down
 
 # images, up (kind quick start), down, sync-crds, render-manifests
 include mk/packaging.mk
@@ -24,7 +24,7 @@ include mk/packaging.mk
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-setup: system-packages venv cluster-binaries ## install everything the tests need
+setup: system-packages venv cluster-binaries client-venvs ## install everything the tests need
 
 system-packages: ## Debian packages (installed only when missing)
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -40,6 +40,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed ## the virtualenv with every extra (pinned by constraints.txt)
+
+client-venvs: venv ## third-party clients with pins of their own (the KServe SDK), cached by requirements
+	$(PY) -m tests.harness.client_venvs
 
 cluster-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached by version)
 	bash tests/cluster/build.sh

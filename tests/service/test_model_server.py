@@ -72,10 +72,10 @@ def sample_claims(n: int, seed: int = 77) -> list[dict[str, Any]]:
 
 
 def registry_probabilities(
-    mlflow_server: MlflowServer, version: str, claims: list[dict[str, Any]]
+    mlflow_server: MlflowServer, version: str, claims: list[dict[str, Any]], model: str = MODEL
 ) -> np.ndarray:
     mlflow.set_tracking_uri(mlflow_server.url)
-    pipeline = mlflow.sklearn.load_model(f"models:/{MODEL}/{version}")
+    pipeline = mlflow.sklearn.load_model(f"models:/{model}/{version}")
     import pandas as pd
 
     return np.asarray(pipeline.predict_proba(pd.DataFrame(claims)[list(FEATURES)]))[:, 1]
@@ -149,7 +149,7 @@ def test_ab_share_and_per_arm_metrics(registered: Registered, ab_server: ModelSe
     after = ab_server.metrics()
     for arm, count in (("challenger", AB_PERCENT), ("primary", 100 - AB_PERCENT)):
         for series in (
-            f'claimops_model_server_requests_total{{arm="{arm}",code="200"}}',
+            f'claimops_model_server_requests_total{{arm="{arm}",code="200",protocol="predict"}}',
             f'claimops_model_server_request_duration_seconds_count{{arm="{arm}"}}',
             f'claimops_model_server_predictions_total{{arm="{arm}"',
         ):
@@ -249,7 +249,7 @@ def test_bad_bodies_get_4xx_with_details(
 
 def test_bad_bodies_are_counted_and_the_server_keeps_serving(champion_server: ModelServer) -> None:
     text = champion_server.metrics()
-    assert metric(text, 'claimops_model_server_requests_total{arm="none",code="422"}') >= 1
+    assert metric(text, 'claimops_model_server_requests_total{arm="none",code="422",protocol="predict"}') >= 1
     assert champion_server.predict(CLAIM)[0] == 200
 
 

@@ -4,8 +4,6 @@ and metrics, with models from an in-memory registry (a real ModelSource, not a m
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,61 +11,8 @@ from fastapi.testclient import TestClient
 from claimops_stages.claims import generate_claims
 from claimops_stages.serving.app import create_app
 from claimops_stages.serving.config import ServerConfig
-from claimops_stages.training import TrainingConfig, model_frame, train
-
-
-class InMemoryRegistry:
-    """Fitted pipelines by version, aliases by name; `broken` makes every load fail."""
-
-    def __init__(self, versions: dict[str, Any], aliases: dict[str, str], broken: bool = False) -> None:
-        self.versions, self.aliases, self.broken = versions, aliases, broken
-
-    def resolve(self, name: str, version: str | None, alias: str | None) -> str:
-        return version if version is not None else self.aliases[str(alias)]
-
-    def load(self, name: str, version: str) -> Any:
-        if self.broken:
-            raise ConnectionError("registry unreachable")
-        return self.versions[version]
-
-
-@pytest.fixture(scope="module")
-def registry() -> InMemoryRegistry:
-    fit = {
-        v: train(
-            generate_claims(2000, seed=seed), TrainingConfig(n_estimators=10, max_depth=6, n_jobs=1)
-        ).pipeline
-        for v, seed in (("1", 1), ("2", 2))
-    }
-    return InMemoryRegistry(fit, {"champion": "1"})
-
-
-CLAIMS: list[dict[str, Any]] = [
-    {**c, "patient_age": int(c["patient_age"])}
-    for c in model_frame(generate_claims(5, seed=11)).to_dict("records")
-]
-
-
-def wait_ready(client: TestClient, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        response = client.get("/ready")
-        if response.status_code == 200:
-            return dict(response.json())
-        time.sleep(0.05)
-    raise AssertionError(f"not ready: {response.json()}")
-
-
-@pytest.fixture
-def ab_client(registry: InMemoryRegistry) -> Iterator[TestClient]:
-    config = ServerConfig("claims", model_alias="champion", ab_challenger_version="2", ab_traffic_percent=20)
-    with TestClient(create_app(config, registry)) as client:
-        wait_ready(client)
-        yield client
-
-
-def metric(text: str, line_start: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+from claimops_stages.training import model_frame
+from tests.unit.serving_helpers import CLAIMS, InMemoryRegistry, metric, wait_ready
 
 
 def test_ready_describes_both_arms(ab_client: TestClient) -> None:
@@ -92,8 +37,14 @@ def test_ab_split_and_per_arm_metrics(ab_client: TestClient, registry: InMemoryR
         expected = pipeline.predict_proba(model_frame(generate_claims(5, seed=11)).iloc[[i % 5]])[0, 1]
         assert response["predictions"][0]["probability_approved"] == pytest.approx(expected, abs=1e-5)
     text = ab_client.get("/metrics").text
-    assert metric(text, 'claimops_model_server_requests_total{arm="challenger",code="200"}') == 10
-    assert metric(text, 'claimops_model_server_requests_total{arm="primary",code="200"}') == 40
+    assert (
+        metric(text, 'claimops_model_server_requests_total{arm="challenger",code="200",protocol="predict"}')
+        == 10
+    )
+    assert (
+        metric(text, 'claimops_model_server_requests_total{arm="primary",code="200",protocol="predict"}')
+        == 40
+    )
     assert metric(text, 'claimops_model_server_request_duration_seconds_count{arm="challenger"}') == 10
     assert metric(text, 'claimops_model_server_predictions_total{arm="primary"') == 40
     assert (
@@ -118,7 +69,10 @@ def test_bad_body_is_422_and_counted(ab_client: TestClient) -> None:
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "patient_age"]
     assert (
-        metric(ab_client.get("/metrics").text, 'claimops_model_server_requests_total{arm="none",code="422"}')
+        metric(
+            ab_client.get("/metrics").text,
+            'claimops_model_server_requests_total{arm="none",code="422",protocol="predict"}',
+        )
         == 1
     )
 

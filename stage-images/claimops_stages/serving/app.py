@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import json
 import logging
 import time
@@ -32,6 +33,7 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from claimops_stages.claims import FEATURES
+from claimops_stages.serving import mlflow_scoring, open_inference
 from claimops_stages.serving.abtest import CHALLENGER, PRIMARY, Arm, TrafficSplit
 from claimops_stages.serving.batching import BatcherClosedError, MicroBatcher
 from claimops_stages.serving.config import ServerConfig
@@ -39,7 +41,10 @@ from claimops_stages.serving.inference import Selection, select_predictor
 from claimops_stages.serving.metrics import CONTENT_TYPE, ServerMetrics
 from claimops_stages.serving.schema import (
     MAX_BODY_BYTES,
+    ParsedRequest,
     RequestError,
+    error_entry,
+    load_json,
     parse_predict_body,
     predict_body_json_schema,
 )
@@ -48,6 +53,12 @@ from claimops_stages.serving.source import MlflowRegistry, ModelSource
 log = logging.getLogger("claimops.serving")
 
 JSON = "application/json"
+#: The protocols the server speaks (the `protocol` label of requests_total); the operator
+#: reports the same list on a ModelDeployment (claimops_stages.contract.SERVING_PROTOCOLS).
+PREDICT = "predict"
+PROTOCOLS = (PREDICT, open_inference.PROTOCOL, mlflow_scoring.PROTOCOL)
+SERVER_NAME = "claimops-model-server"
+SERVER_VERSION = importlib.metadata.version("claimops")
 APPROVED, DENIED = "Approved", "Denied"
 #: Seconds between load attempts while the registry is unreachable (doubling, capped).
 RETRY_FIRST, RETRY_MAX = 1.0, 30.0
@@ -260,18 +271,90 @@ def metrics_router(state: ServerState) -> APIRouter:
     return router
 
 
-def predict_router(state: ServerState) -> APIRouter:
+class ScoringError(Exception):
+    """Scoring could not run (not ready, shutting down, an inference bug): HTTP ``status``."""
+
+    def __init__(self, status: int, kind: str, msg: str, arm: str = "none") -> None:
+        super().__init__(msg)
+        self.status, self.kind, self.msg, self.arm = status, kind, msg, arm
+
+
+@dataclass
+class Scored:
+    arm: Arm
+    version: str
+    #: P(Approved) per claim, and whether it is above the decision threshold.
+    probabilities: np.ndarray
+    approved: np.ndarray
+
+    def outcomes(self) -> list[str]:
+        return [APPROVED if a else DENIED for a in self.approved.tolist()]
+
+
+class Scoring:
+    """What every protocol shares: readiness, body limits, arm choice, the micro-batcher and
+    the metrics (requests counted per arm, status code and protocol)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        m = state.metrics
+        self._latency = {arm: m.latency.labels(arm) for arm in (PRIMARY, CHALLENGER)}
+        self._ok = {
+            (arm, protocol): m.requests.labels(arm, "200", protocol)
+            for arm in (PRIMARY, CHALLENGER)
+            for protocol in PROTOCOLS
+        }
+        self._outcomes = {
+            arm: (m.predictions.labels(arm, APPROVED), m.predictions.labels(arm, DENIED))
+            for arm in (PRIMARY, CHALLENGER)
+        }
+
+    def refused(self, protocol: str, status: int, arm: str = "none") -> None:
+        self.state.metrics.requests.labels(arm, str(status), protocol).inc()
+
+    def check_ready(self) -> None:
+        if not self.state.ready:
+            raise ScoringError(503, "not_ready", self.state.load_error or "model loading")
+
+    async def body(self, request: Request) -> bytes:
+        body = await _read_body(request)
+        if body is None:
+            raise RequestError(413, [error_entry("body_too_large", ["body"], TOO_LARGE, None)])
+        return body
+
+    def arm_for(self, version: str | None) -> Arm | None:
+        """The arm serving ``version`` (None: the split decides); None when no arm serves it."""
+        if version is None:
+            return self.state.split.next_arm() if self.state.split is not None else PRIMARY
+        return next((arm for arm, served in self.state.models.items() if served.version == version), None)
+
+    async def score(self, parsed: ParsedRequest, arm: Arm) -> Scored:
+        try:
+            proba = await self.state.models[arm].batcher.submit(parsed.columns, parsed.rows)
+        except BatcherClosedError as exc:
+            raise ScoringError(503, "shutting_down", str(exc), arm) from exc
+        except Exception as exc:  # an inference bug is ours: say so, keep serving
+            log.exception("inference failed")
+            raise ScoringError(500, "inference_error", f"{type(exc).__name__}: {exc}", arm) from exc
+        return Scored(arm, self.state.models[arm].version, proba, proba > 0.5)
+
+    def served(self, scored: Scored, protocol: str, started: float) -> None:
+        """Count a request answered 200 and its predicted classes."""
+        n_approved = int(np.count_nonzero(scored.approved))
+        approved_counter, denied_counter = self._outcomes[scored.arm]
+        if n_approved:
+            approved_counter.inc(n_approved)
+        if len(scored.approved) - n_approved:
+            denied_counter.inc(len(scored.approved) - n_approved)
+        self._ok[scored.arm, protocol].inc()
+        self._latency[scored.arm].observe(time.perf_counter() - started)
+
+
+def predict_router(state: ServerState, scoring: Scoring) -> APIRouter:
     router = APIRouter()
-    m = state.metrics
-    latency = {arm: m.latency.labels(arm) for arm in (PRIMARY, CHALLENGER)}
-    ok = {arm: m.requests.labels(arm, "200") for arm in (PRIMARY, CHALLENGER)}
-    outcomes = {
-        arm: (m.predictions.labels(arm, APPROVED), m.predictions.labels(arm, DENIED))
-        for arm in (PRIMARY, CHALLENGER)
-    }
 
     def refuse(status: int, detail: list[dict[str, Any]], arm: str = "none") -> Response:
-        m.requests.labels(arm, str(status)).inc()
+        scoring.refused(PREDICT, status, arm)
         return _json({"detail": detail}, status)
 
     @router.post(
@@ -282,43 +365,173 @@ def predict_router(state: ServerState) -> APIRouter:
     )
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
-        if not state.ready:
-            return refuse(503, [{"type": "not_ready", "loc": [], "msg": state.load_error or "model loading"}])
-        body = await _read_body(request)
-        if body is None:
-            return refuse(413, [{"type": "body_too_large", "loc": ["body"], "msg": TOO_LARGE}])
         try:
-            parsed = parse_predict_body(body)
+            scoring.check_ready()
+            parsed = parse_predict_body(await scoring.body(request))
+            scored = await scoring.score(parsed, scoring.arm_for(None) or PRIMARY)
         except RequestError as exc:
             return refuse(exc.status, exc.detail)
-        arm = state.split.next_arm() if state.split is not None else PRIMARY
-        try:
-            proba = await state.models[arm].batcher.submit(parsed.columns, parsed.rows)
-        except BatcherClosedError as exc:
-            return refuse(503, [{"type": "shutting_down", "loc": [], "msg": str(exc)}], arm)
-        except Exception as exc:  # an inference bug is ours: say so, keep serving
-            log.exception("inference failed")
-            return refuse(
-                500, [{"type": "inference_error", "loc": [], "msg": f"{type(exc).__name__}: {exc}"}], arm
-            )
-        approved = proba > 0.5
-        n_approved = int(np.count_nonzero(approved))
+        except ScoringError as exc:
+            return refuse(exc.status, [{"type": exc.kind, "loc": [], "msg": exc.msg}], exc.arm)
         predictions: list[dict[str, Any]] = [
-            {"probability_approved": p, "outcome": APPROVED if a else DENIED}
-            for p, a in zip(proba.tolist(), approved.tolist(), strict=True)
+            {"probability_approved": p, "outcome": o}
+            for p, o in zip(scored.probabilities.tolist(), scored.outcomes(), strict=True)
         ]
         for prediction, claim_id in zip(predictions, parsed.claim_ids, strict=True):
             if claim_id is not None:
                 prediction["claim_id"] = claim_id
-        body = state.response_prefix[arm] + json.dumps(predictions).encode() + b"}"
-        approved_counter, denied_counter = outcomes[arm]
-        if n_approved:
-            approved_counter.inc(n_approved)
-        if parsed.rows - n_approved:
-            denied_counter.inc(parsed.rows - n_approved)
-        ok[arm].inc()
-        latency[arm].observe(time.perf_counter() - started)
+        body = state.response_prefix[scored.arm] + json.dumps(predictions).encode() + b"}"
+        scoring.served(scored, PREDICT, started)
         return Response(body, media_type=JSON)
+
+    return router
+
+
+def open_inference_router(state: ServerState, scoring: Scoring) -> APIRouter:
+    """The Open Inference Protocol v2 (REST): health, metadata and infer."""
+    router = APIRouter(prefix="/v2", tags=["Open Inference Protocol v2"])
+    name = state.config.model_name
+
+    def error(status: int, message: str, details: list[dict[str, Any]] | None = None) -> Response:
+        return _json({"error": message, **({"details": details} if details else {})}, status)
+
+    def unknown(model: str, version: str | None) -> Response | None:
+        """404 when this server does not serve ``model`` (at ``version``)."""
+        if model != name:
+            return error(404, f"Model {model!r} is not served here; this server serves {name!r}")
+        if version is not None and state.ready and scoring.arm_for(version) is None:
+            served = ", ".join(sorted(m.version for m in state.models.values()))
+            return error(
+                404, f"Version {version!r} of {name!r} is not served here; served versions: {served}"
+            )
+        return None
+
+    @router.get("")
+    async def server_metadata() -> Response:
+        return _json({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": []})
+
+    @router.get("/health/live")
+    async def live() -> Response:
+        return _json({"live": True})
+
+    @router.get("/health/ready")
+    async def ready() -> Response:
+        return _json({"ready": state.ready}, 200 if state.ready else 503)
+
+    async def model_ready(model: str, version: str | None = None) -> Response:
+        if (missing := unknown(model, version)) is not None:
+            return missing
+        return _json({"name": model, "ready": state.ready}, 200 if state.ready else 503)
+
+    async def model_metadata(model: str, version: str | None = None) -> Response:
+        if (missing := unknown(model, version)) is not None:
+            return missing
+        if not state.ready:
+            return error(503, state.load_error or "model loading")
+        versions = [version] if version else [m.version for m in state.models.values()]
+        arm = scoring.arm_for(version) if version else PRIMARY
+        platform = (
+            "onnxruntime_onnx" if state.models[arm or PRIMARY].selection.inference == "onnx" else "sklearn"
+        )
+        return _json(open_inference.model_metadata(name, versions, platform))
+
+    async def infer(request: Request, model: str, version: str | None = None) -> Response:
+        started = time.perf_counter()
+        if (missing := unknown(model, version)) is not None:
+            scoring.refused(open_inference.PROTOCOL, 404)
+            return missing
+        if "inference-header-content-length" in request.headers:
+            scoring.refused(open_inference.PROTOCOL, 400)
+            return error(400, "Binary tensor data is not supported: send JSON inputs (binary_data=False)")
+        inputs: list[str] = []
+        try:
+            scoring.check_ready()
+            payload = load_json(await scoring.body(request))
+            if isinstance(payload, dict) and isinstance(payload.get("inputs"), list):
+                inputs = [str(t.get("name")) if isinstance(t, dict) else "?" for t in payload["inputs"]]
+            request_ = open_inference.parse_infer_request(payload, model, version)
+            scored = await scoring.score(request_.parsed, scoring.arm_for(version) or PRIMARY)
+        except RequestError as exc:
+            status = 400 if exc.status == 422 else exc.status
+            scoring.refused(open_inference.PROTOCOL, status)
+            return _json(open_inference.error_body(exc, inputs), status)
+        except ScoringError as exc:
+            scoring.refused(open_inference.PROTOCOL, exc.status, exc.arm)
+            return error(exc.status, exc.msg)
+        body = open_inference.infer_response(
+            name, scored.version, request_.request_id, request_.outputs,
+            scored.probabilities.tolist(), scored.outcomes(), scored.arm,
+        )  # fmt: skip
+        scoring.served(scored, open_inference.PROTOCOL, started)
+        return _json(body)
+
+    infer_body = {
+        "requestBody": {
+            "required": True,
+            "content": {JSON: {"schema": open_inference.infer_request_json_schema()}},
+        }
+    }
+    for path in ("/models/{model}", "/models/{model}/versions/{version}"):
+        router.add_api_route(f"{path}/ready", model_ready, methods=["GET"])
+        router.add_api_route(path, model_metadata, methods=["GET"])
+        router.add_api_route(f"{path}/infer", infer, methods=["POST"], openapi_extra=infer_body)
+    return router
+
+
+def mlflow_scoring_router(state: ServerState, scoring: Scoring) -> APIRouter:
+    """MLflow's scoring protocol: what `mlflow models serve` answers, so its clients work."""
+    router = APIRouter(tags=["MLflow scoring protocol"])
+
+    @router.get("/ping")
+    async def ping() -> Response:
+        return Response(b"\n", status_code=200 if state.ready else 503, media_type="application/json")
+
+    @router.get("/version")
+    async def version() -> Response:
+        return Response(SERVER_VERSION.encode(), media_type="text/plain")
+
+    @router.post(
+        "/invocations",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": mlflow_scoring.invocation_json_schema()}},
+            }
+        },
+    )
+    async def invocations(request: Request) -> Response:
+        started = time.perf_counter()
+        content_type = request.headers.get("content-type", JSON).split(";")[0].strip().lower()
+        try:
+            if content_type != JSON:
+                raise RequestError(
+                    415,
+                    [
+                        error_entry(
+                            "content_type",
+                            ["header", "content-type"],
+                            f"Content-Type should be {JSON} (dataframe_split, dataframe_records, "
+                            f"instances or inputs), not {content_type!r}",
+                            content_type,
+                        )
+                    ],
+                )
+            scoring.check_ready()
+            parsed = mlflow_scoring.parse_invocation(load_json(await scoring.body(request)))
+            scored = await scoring.score(parsed, scoring.arm_for(None) or PRIMARY)
+        except RequestError as exc:
+            status = 400 if exc.status == 422 else exc.status
+            scoring.refused(mlflow_scoring.PROTOCOL, status)
+            return _json(mlflow_scoring.error_body(RequestError(status, exc.detail)), status)
+        except ScoringError as exc:
+            scoring.refused(mlflow_scoring.PROTOCOL, exc.status, exc.arm)
+            return _json({"error_code": "SERVICE_UNAVAILABLE" if exc.status == 503 else "INTERNAL_ERROR",
+                          "message": exc.msg}, exc.status)  # fmt: skip
+        body = mlflow_scoring.predictions_body(
+            scored.probabilities.tolist(), scored.outcomes(), parsed.claim_ids
+        )
+        scoring.served(scored, mlflow_scoring.PROTOCOL, started)
+        return _json(body)
 
     return router
 
@@ -347,6 +560,14 @@ def create_app(config: ServerConfig, source: ModelSource | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.server = state
-    for router in (health_router(), ready_router(state), predict_router(state), metrics_router(state)):
+    scoring = Scoring(state)
+    for router in (
+        health_router(),
+        ready_router(state),
+        predict_router(state, scoring),
+        open_inference_router(state, scoring),
+        mlflow_scoring_router(state, scoring),
+        metrics_router(state),
+    ):
         app.include_router(router)
     return app

@@ -23,12 +23,13 @@ class ServerMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = self._counter(
             "requests",
-            "Prediction requests by arm and HTTP status code (arm 'none': refused before routing).",
-            ["arm", "code"],
+            "Prediction requests by arm, HTTP status code and protocol (predict: /predict, v2: the Open "
+            "Inference Protocol, mlflow: /invocations; arm 'none': refused before routing).",
+            ["arm", "code", "protocol"],
         )
         self.latency = self._histogram(
             "request_duration_seconds",
-            "Time from reading a /predict request to its response body, by arm.",
+            "Time from reading a prediction request (any protocol) to its response body, by arm.",
             LATENCY_BUCKETS,
         )
         self.predictions = self._counter(

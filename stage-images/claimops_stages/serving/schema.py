@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,7 +90,8 @@ FEATURE_CHECKS: tuple[_FeatureCheck, ...] = _feature_checks()
 ALLOWED_FIELDS: frozenset[str] = frozenset((*FEATURES, CLAIM_ID))
 
 
-def _error(kind: str, loc: list[Any], msg: str, value: Any, **ctx: Any) -> dict[str, Any]:
+def error_entry(kind: str, loc: list[Any], msg: str, value: Any, **ctx: Any) -> dict[str, Any]:
+    """One FastAPI-shaped error entry: every protocol's parser reports with these."""
     entry: dict[str, Any] = {"type": kind, "loc": loc, "msg": msg, "input": _short(value)}
     if ctx:
         entry["ctx"] = ctx
@@ -121,7 +122,7 @@ def _check_number(
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "int_type" if check.kind == "int" else "float_type"
         errors.append(
-            _error(
+            error_entry(
                 kind, loc, f"Input should be a valid {'integer' if check.kind == 'int' else 'number'}", value
             )
         )
@@ -129,11 +130,11 @@ def _check_number(
     number = float(value)
     # json.loads accepts NaN and Infinity: neither is a claim amount or an age.
     if not math.isfinite(number):
-        errors.append(_error("finite_number", loc, "Input should be a finite number", value))
+        errors.append(error_entry("finite_number", loc, "Input should be a finite number", value))
         return None
     if check.kind == "int" and not number.is_integer():
         errors.append(
-            _error(
+            error_entry(
                 "int_from_float",
                 loc,
                 "Input should be a valid integer, got a number with a fractional part",
@@ -143,7 +144,7 @@ def _check_number(
         return None
     if check.minimum is not None and number < check.minimum:
         errors.append(
-            _error(
+            error_entry(
                 "greater_than_equal",
                 loc,
                 f"Input should be greater than or equal to {check.minimum:g}",
@@ -154,7 +155,7 @@ def _check_number(
         return None
     if check.maximum is not None and number > check.maximum:
         errors.append(
-            _error(
+            error_entry(
                 "less_than_equal",
                 loc,
                 f"Input should be less than or equal to {check.maximum:g}",
@@ -170,23 +171,25 @@ def _parse_claim(
     claim: Any, loc: list[Any], columns: Columns, claim_ids: list[Any], errors: list[dict[str, Any]]
 ) -> None:
     if not isinstance(claim, dict):
-        errors.append(_error("model_type", loc, "Input should be a claim object", claim))
+        errors.append(error_entry("model_type", loc, "Input should be a claim object", claim))
         return
     before = len(errors)
     values: list[Any] = []
     for check in FEATURE_CHECKS:
         name = check.name
         if name not in claim:
-            errors.append(_error("missing", [*loc, name], "Field required", None))
+            errors.append(error_entry("missing", [*loc, name], "Field required", None))
             continue
         value = claim[name]
         if check.kind == "category":
             if not isinstance(value, str):
-                errors.append(_error("string_type", [*loc, name], "Input should be a valid string", value))
+                errors.append(
+                    error_entry("string_type", [*loc, name], "Input should be a valid string", value)
+                )
             elif value not in check.categories:
                 expected = ", ".join(repr(c) for c in check.ordered_categories)
                 errors.append(
-                    _error(
+                    error_entry(
                         "enum",
                         [*loc, name],
                         f"Input should be one of {expected}",
@@ -203,19 +206,21 @@ def _parse_claim(
     for name in claim:
         if name not in ALLOWED_FIELDS:
             errors.append(
-                _error("extra_forbidden", [*loc, name], "Extra inputs are not permitted", claim[name])
+                error_entry("extra_forbidden", [*loc, name], "Extra inputs are not permitted", claim[name])
             )
     claim_id = claim.get(CLAIM_ID)
     if claim_id is not None and (isinstance(claim_id, bool) or not isinstance(claim_id, str | int)):
         errors.append(
-            _error("claim_id_type", [*loc, CLAIM_ID], "claim_id should be a string or an integer", claim_id)
+            error_entry(
+                "claim_id_type", [*loc, CLAIM_ID], "claim_id should be a string or an integer", claim_id
+            )
         )
     if len(errors) > before:
         return
     billed, allowed = claim["billed_amount"], claim["allowed_amount"]
     if allowed > billed:
         errors.append(
-            _error(
+            error_entry(
                 "allowed_exceeds_billed",
                 [*loc, "allowed_amount"],
                 f"allowed_amount ({allowed:g}) should be less than or equal to billed_amount ({billed:g})",
@@ -229,27 +234,67 @@ def _parse_claim(
     claim_ids.append(claim_id)
 
 
-def parse_predict_body(body: bytes, loads: Callable[[bytes], Any] = json.loads) -> ParsedRequest:
-    """Parse and validate a `/predict` body; raise RequestError (413 or 422) when it is bad."""
-    if len(body) > MAX_BODY_BYTES:
+def parse_claims(claims: Sequence[Any], loc: Callable[[int], list[Any]]) -> ParsedRequest:
+    """Validate claim objects given by another protocol (one dict per claim, ``loc(i)`` the
+    location of the i-th) with the same checks as `/predict`; RequestError(422) lists the
+    bad fields (at most MAX_ERRORS), 413 beyond MAX_BATCH_CLAIMS."""
+    if not claims:
+        raise RequestError(422, [error_entry("too_short", loc(0)[:-1], "At least 1 claim is required", [])])
+    if len(claims) > MAX_BATCH_CLAIMS:
         raise RequestError(
             413,
             [
-                _error(
-                    "body_too_large",
-                    ["body"],
-                    f"Request body exceeds {MAX_BODY_BYTES} bytes",
-                    len(body),
-                    max_bytes=MAX_BODY_BYTES,
+                error_entry(
+                    "too_long",
+                    loc(0)[:-1],
+                    f"At most {MAX_BATCH_CLAIMS} claims per request, not {len(claims)}",
+                    len(claims),
+                    max_length=MAX_BATCH_CLAIMS,
                 )
             ],
         )
+    columns: Columns = {name: [] for name in FEATURES}
+    claim_ids: list[Any] = []
+    errors: list[dict[str, Any]] = []
+    for index, claim in enumerate(claims):
+        _parse_claim(claim, loc(index), columns, claim_ids, errors)
+        if len(errors) >= MAX_ERRORS:
+            break
+    if errors:
+        raise RequestError(422, errors[:MAX_ERRORS])
+    return ParsedRequest(columns, len(claim_ids), claim_ids, True)
+
+
+def body_too_large(size: int) -> RequestError:
+    return RequestError(
+        413,
+        [
+            error_entry(
+                "body_too_large",
+                ["body"],
+                f"Request body exceeds {MAX_BODY_BYTES} bytes",
+                size,
+                max_bytes=MAX_BODY_BYTES,
+            )
+        ],
+    )
+
+
+def load_json(body: bytes, loads: Callable[[bytes], Any] = json.loads) -> Any:
+    """The body's JSON; RequestError 413 when it is too large, 422 when it is not JSON."""
+    if len(body) > MAX_BODY_BYTES:
+        raise body_too_large(len(body))
     try:
-        payload = loads(body)
+        return loads(body)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise RequestError(
-            422, [_error("json_invalid", ["body"], f"JSON decode error: {exc}", None)]
+            422, [error_entry("json_invalid", ["body"], f"JSON decode error: {exc}", None)]
         ) from exc
+
+
+def parse_predict_body(body: bytes, loads: Callable[[bytes], Any] = json.loads) -> ParsedRequest:
+    """Parse and validate a `/predict` body; raise RequestError (413 or 422) when it is bad."""
+    payload = load_json(body, loads)
     columns: Columns = {name: [] for name in FEATURES}
     claim_ids: list[Any] = []
     errors: list[dict[str, Any]] = []
@@ -260,19 +305,19 @@ def parse_predict_body(body: bytes, loads: Callable[[bytes], Any] = json.loads) 
             raise RequestError(
                 422,
                 [
-                    _error("extra_forbidden", ["body", k], "Extra inputs are not permitted", payload[k])
+                    error_entry("extra_forbidden", ["body", k], "Extra inputs are not permitted", payload[k])
                     for k in extra
                 ],
             )
         if not isinstance(claims, list):
             raise RequestError(
-                422, [_error("list_type", ["body", BATCH_KEY], "Input should be a valid list", claims)]
+                422, [error_entry("list_type", ["body", BATCH_KEY], "Input should be a valid list", claims)]
             )
         if not claims:
             raise RequestError(
                 422,
                 [
-                    _error(
+                    error_entry(
                         "too_short",
                         ["body", BATCH_KEY],
                         "List should have at least 1 item",
@@ -285,7 +330,7 @@ def parse_predict_body(body: bytes, loads: Callable[[bytes], Any] = json.loads) 
             raise RequestError(
                 413,
                 [
-                    _error(
+                    error_entry(
                         "too_long",
                         ["body", BATCH_KEY],
                         f"List should have at most {MAX_BATCH_CLAIMS} items, not {len(claims)}",
