@@ -165,6 +165,10 @@ class Deployment(ApiModel):
     readyReplicas: int
     replicas: int
     url: str | None
+    protocols: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="What the model server speaks at url: name (predict, v2, mlflow), title, scoring path.",
+    )
     history: list[dict[str, Any]]
     rolledBackFrom: str | None
     rollback: dict[str, Any] | None

@@ -312,6 +312,7 @@ def deployment_view(d: Mapping[str, Any]) -> dict[str, Any]:
         "readyReplicas": status.get("readyReplicas", 0),
         "replicas": spec.get("replicas", 1),
         "url": status.get("url"),
+        "protocols": status.get("protocols") or [],
         "history": status.get("history") or [],
         "rolledBackFrom": status.get("rolledBackFrom"),
         "rollback": spec.get("rollback"),

@@ -27,6 +27,7 @@ from typing import Any
 
 from claimops_stages.api_names import RELEASE, REQUESTED_BY_RUN
 from claimops_stages.contract import StageInputs
+from claimops_stages.serving import protocols
 
 from .conditions import (
     ConditionStatus,
@@ -195,6 +196,7 @@ def decide_serving(
     if rollout is None or rollout.spec_hash != wanted:
         actions.append(ApplyServer(target, wanted))
     status["url"] = f"http://{meta['name']}.{meta['namespace']}.svc:8080"
+    status["protocols"] = protocols.described(str((spec.get("model") or {}).get("name") or ""))
     status["servingAlias"] = target.alias
     if not status["servingAlias"]:
         status.pop("servingAlias")

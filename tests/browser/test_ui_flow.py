@@ -338,6 +338,11 @@ def test_mlflow_explorer_and_deployments_pages(alice: Page, ui_stack: UiStack) -
     alice.goto("/ui/deployments")
     staging = alice.locator("#dep-staging")
     expect(staging).to_contain_text("claim-settlement-staging")
+    # The protocols the model server speaks, with the paths the operator put in its status.
+    protocols = ui_stack.kubectl_json("get", "mdep", "claim-settlement-staging")["status"]["protocols"]
+    for protocol in protocols:
+        expect(staging.locator(f'li[data-protocol="{protocol["name"]}"]')).to_contain_text(protocol["path"])
+    assert [p["name"] for p in protocols] == ["predict", "v2", "mlflow"]
     shot(alice, ui_stack, "12-deployments")
 
 

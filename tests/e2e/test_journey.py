@@ -95,6 +95,43 @@ def test_staging_serves_the_candidate_to_a_pod_through_its_service(
     assert str(answer["model_version"]) == STATE["first"], answer
 
 
+def test_staging_speaks_every_protocol_its_status_lists_with_the_same_answers(
+    kind: KindCluster, stage_image: str
+) -> None:
+    """The image's server, from a pod: the Open Inference Protocol v2 and MLflow's /invocations
+    at the paths status.protocols gives, and /predict, score the same claims identically."""
+    status = kind.get("mdep", f"{MODEL}-staging")["status"]
+    paths = {p["name"]: p["path"] for p in status["protocols"]}
+    assert paths == {"predict": "/predict", "v2": f"/v2/models/{MODEL}/infer", "mlflow": "/invocations"}
+    script = (
+        "import json, urllib.request\n"
+        "from claimops_stages.claims import CATEGORICAL_FEATURES, FEATURES, generate_claims\n"
+        "from claimops_stages.shadow import claims_payload\n"
+        "claims = claims_payload(generate_claims(5, seed=21))\n"
+        "def kind_of(f): return 'BYTES' if f in CATEGORICAL_FEATURES else ('INT64' if f == 'patient_age' else 'FP64')\n"
+        "bodies = {\n"
+        "  'predict': {'claims': claims},\n"
+        "  'v2': {'inputs': [{'name': f, 'datatype': kind_of(f), 'shape': [len(claims)],\n"
+        "                     'data': [c[f] for c in claims]} for f in FEATURES]},\n"
+        "  'mlflow': {'dataframe_split': {'columns': list(FEATURES), 'data': [[c[f] for f in FEATURES] for c in claims]}},\n"
+        "}\n"
+        f"paths = {paths!r}\n"
+        "out = {}\n"
+        "for name, body in bodies.items():\n"
+        f"    req = urllib.request.Request({status['url']!r} + paths[name], json.dumps(body).encode(),\n"
+        "                                 {'Content-Type': 'application/json'})\n"
+        "    out[name] = json.loads(urllib.request.urlopen(req, timeout=30).read())\n"
+        "print(json.dumps(out))\n"
+    )
+    log = kind.run_in_cluster("e2e-protocols-staging", stage_image, ["python", "-c", script])
+    answers = json.loads(log.strip().splitlines()[-1])
+    predicted = [p["probability_approved"] for p in answers["predict"]["predictions"]]
+    v2 = {o["name"]: o["data"] for o in answers["v2"]["outputs"]}
+    assert v2["probability_approved"] == predicted, answers
+    assert [p["probability_approved"] for p in answers["mlflow"]["predictions"]] == predicted, answers
+    assert str(answers["v2"]["model_version"]) == STATE["first"], answers
+
+
 def test_ci_tests_ran_pytest_and_ruff_inside_the_stage_image(kind: KindCluster) -> None:
     job = next(s["job"] for s in kind.get("cpr", RUN)["status"]["stages"] if s["name"] == "ci-tests")
     log = kind.kubectl("logs", f"job/{job}").stdout

@@ -23,6 +23,7 @@ from schemathesis.checks import not_a_server_error
 from claimops_stages.claims import CATEGORICAL_FEATURES, FEATURES
 from claimops_stages.registry import CHAMPION
 from tests.harness.client_venvs import kserve_python
+from tests.harness.control_plane import REPO_ROOT
 from tests.harness.mlflow_server import MlflowServer
 from tests.harness.model_server import ModelServer, register_model
 from tests.service.test_model_server import metric, registry_probabilities, sample_claims
@@ -210,3 +211,28 @@ def test_no_operation_answers_5xx(server: ModelServer) -> None:
         except Exception as exc:  # collect every operation's failure, then report them together
             failures.append(f"{operation.method.upper()} {operation.path}: {str(exc)[:1500]}")
     assert failures == [], "\n\n".join(failures)
+
+
+def readme_protocol_calls() -> str:
+    """The README's 'one call of each' block, without its port-forward line."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = (
+        text.split("One call of each, against production:", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    )
+    return "\n".join(line for line in block.splitlines() if "port-forward" not in line)
+
+
+def test_the_readme_calls_of_each_protocol_work_and_agree(server: ModelServer) -> None:
+    script = (
+        readme_protocol_calls()
+        .replace("localhost:8080", server.url)
+        .replace("/claim-settlement/", f"/{MODEL}/")
+    )
+    assert script.count("curl -s") == 3
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    answers = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    assert len(answers) == 3, done.stdout
+    predict, v2, mlflow_answer = answers
+    probability = predict["predictions"][0]["probability_approved"]
+    assert {o["name"]: o["data"] for o in v2["outputs"]}["probability_approved"] == [probability]
+    assert mlflow_answer["predictions"][0]["probability_approved"] == probability

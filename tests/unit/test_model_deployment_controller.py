@@ -588,3 +588,16 @@ def test_a_promotion_keeps_its_release_summary_in_history() -> None:
     body["metadata"]["annotations"][RELEASE] = json.dumps({**release, "pipelineRun": "other"})
     decision = decide_serving(body, rollout_for(body, Target("3", None)), None, NOW, IMAGE)
     assert "approvedBy" not in decision.status["history"][-1]
+
+
+def test_status_says_which_protocols_the_server_speaks_and_where() -> None:
+    status = decide_serving(mdep(), None, None, NOW, IMAGE).status
+    assert status["protocols"] == [
+        {"name": "predict", "title": "ClaimOps predict", "path": "/predict"},
+        {
+            "name": "v2",
+            "title": "Open Inference Protocol v2 (REST)",
+            "path": "/v2/models/claim-settlement/infer",
+        },
+        {"name": "mlflow", "title": "MLflow scoring protocol", "path": "/invocations"},
+    ]

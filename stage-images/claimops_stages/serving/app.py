@@ -12,6 +12,13 @@ Routes (one router each):
   Bad bodies: 422 (413 when too large) with FastAPI-style ``detail`` entries; 503 before the
   model is loaded.
 * ``GET /metrics`` - Prometheus text (``claimops_model_server_*``).
+* ``/v2/...`` - the Open Inference Protocol v2 (REST): health, metadata, infer
+  (``open_inference``).
+* ``POST /invocations``, ``GET /ping``, ``GET /version`` - MLflow's scoring protocol
+  (``mlflow_scoring``).
+
+Every protocol goes through :class:`Scoring`: readiness, body limits, the A/B split, the
+micro-batcher and the metrics are one.
 
 The model loads in the background after the server starts, so liveness answers at once and a
 registry outage delays readiness (retried with backoff) instead of crash-looping the pod.
@@ -33,7 +40,7 @@ import numpy as np
 from fastapi import APIRouter, FastAPI, Request, Response
 
 from claimops_stages.claims import FEATURES
-from claimops_stages.serving import mlflow_scoring, open_inference
+from claimops_stages.serving import mlflow_scoring, open_inference, protocols
 from claimops_stages.serving.abtest import CHALLENGER, PRIMARY, Arm, TrafficSplit
 from claimops_stages.serving.batching import BatcherClosedError, MicroBatcher
 from claimops_stages.serving.config import ServerConfig
@@ -53,10 +60,9 @@ from claimops_stages.serving.source import MlflowRegistry, ModelSource
 log = logging.getLogger("claimops.serving")
 
 JSON = "application/json"
-#: The protocols the server speaks (the `protocol` label of requests_total); the operator
-#: reports the same list on a ModelDeployment (claimops_stages.contract.SERVING_PROTOCOLS).
-PREDICT = "predict"
-PROTOCOLS = (PREDICT, open_inference.PROTOCOL, mlflow_scoring.PROTOCOL)
+#: The `protocol` label of requests_total, one per protocol the server speaks (protocols.py).
+PREDICT = protocols.PREDICT.name
+PROTOCOLS = tuple(p.name for p in protocols.PROTOCOLS)
 SERVER_NAME = "claimops-model-server"
 SERVER_VERSION = importlib.metadata.version("claimops")
 APPROVED, DENIED = "Approved", "Denied"

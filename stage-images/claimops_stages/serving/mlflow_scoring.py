@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from claimops_stages.claims import FEATURES
+from claimops_stages.serving import protocols
 from claimops_stages.serving.schema import (
     CLAIM_ID,
     MAX_BATCH_CLAIMS,
@@ -32,7 +33,7 @@ from claimops_stages.serving.schema import (
     parse_claims,
 )
 
-PROTOCOL = "mlflow"
+PROTOCOL = protocols.MLFLOW_SCORING.name
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _SPLIT_KEYS = frozenset({"columns", "data", "index"})
 

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from claimops_stages.claims import CATEGORICAL_FEATURES, FEATURES
+from claimops_stages.serving import protocols
 from claimops_stages.serving.schema import CLAIM_ID, ParsedRequest, RequestError, error_entry, parse_claims
 
-PROTOCOL = "v2"
+PROTOCOL = protocols.OPEN_INFERENCE_V2.name
 OUTPUT_PROBABILITY, OUTPUT_OUTCOME = "probability_approved", "outcome"
 OUTPUTS = (OUTPUT_PROBABILITY, OUTPUT_OUTCOME)
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
