@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,6 +29,7 @@ from tests.harness.control_plane import REPO_ROOT
 from tests.harness.mlflow_server import MlflowServer
 from tests.harness.model_server import ModelServer, register_model
 from tests.service.test_model_server import metric, registry_probabilities, sample_claims
+from tests.unit.test_serving_protocols import MLFLOW_BAD, V2_BAD
 
 pytestmark = pytest.mark.service
 
@@ -236,3 +239,32 @@ def test_the_readme_calls_of_each_protocol_work_and_agree(server: ModelServer) -
     probability = predict["predictions"][0]["probability_approved"]
     assert {o["name"]: o["data"] for o in v2["outputs"]}["probability_approved"] == [probability]
     assert mlflow_answer["predictions"][0]["probability_approved"] == probability
+
+
+def _post(server: ModelServer, path: str, body: Any) -> tuple[int, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(server.url + path, raw, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.mark.parametrize(("body", "status", "message"), V2_BAD)
+def test_v2_bad_requests_to_the_process_are_4xx_naming_the_tensor(
+    server: ModelServer, body: Any, status: int, message: str
+) -> None:
+    got, answer = _post(server, f"/v2/models/{MODEL}/infer", body)
+    assert got == status, answer
+    # The unit tables name their own model ('claims'); this server's is MODEL.
+    assert message.replace("'claims'", repr(MODEL)) in answer["error"]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), MLFLOW_BAD)
+def test_invocations_bad_bodies_to_the_process_are_4xx(
+    server: ModelServer, body: Any, status: int, message: str
+) -> None:
+    got, answer = _post(server, "/invocations", body)
+    assert got == status, answer
+    assert message in answer["message"]
