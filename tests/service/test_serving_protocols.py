@@ -56,7 +56,7 @@ def predicted(server: ModelServer) -> list[float]:
     return [p["probability_approved"] for p in body["predictions"]]
 
 
-def _triton_inputs(claims: list[dict[str, Any]]) -> list[Any]:
+def _triton_inputs(claims: list[dict[str, Any]], binary: bool = False) -> list[Any]:
     import tritonclient.http as triton
 
     inputs = []
@@ -68,7 +68,7 @@ def _triton_inputs(claims: list[dict[str, Any]]) -> list[Any]:
         else:
             values, datatype = np.array([c[name] for c in claims], dtype=np.float64), "FP64"
         tensor = triton.InferInput(name, [len(claims)], datatype)
-        tensor.set_data_from_numpy(values, binary_data=False)
+        tensor.set_data_from_numpy(values, binary_data=binary)
         inputs.append(tensor)
     return inputs
 
@@ -97,6 +97,9 @@ def test_tritonclient_reads_health_metadata_and_infers_the_same_probabilities(
     outcomes = [o.decode() if isinstance(o, bytes) else o for o in result.as_numpy("outcome").tolist()]
     assert outcomes == ["Approved" if p > 0.5 else "Denied" for p in predicted]
     assert result.get_response()["model_version"] == version
+    # The client's default for inputs: the binary tensor extension.
+    binary = client.infer(MODEL, _triton_inputs(CLAIMS, binary=True))
+    assert binary.as_numpy("probability_approved").tolist() == predicted
     # A bad tensor is the client's exception with the server's message naming the tensor.
     bad = _triton_inputs(CLAIMS[:2])
     bad[FEATURES.index("patient_age")] = triton.InferInput("patient_age", [2], "FP32")

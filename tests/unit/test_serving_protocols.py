@@ -4,9 +4,11 @@ split and the metrics, and refuse bad bodies with 4xx naming the field (never 5x
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -221,3 +223,41 @@ def test_refusals_are_counted_per_protocol(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert metric(text, 'claimops_model_server_requests_total{arm="none",code="400",protocol="v2"}') == 1
     assert metric(text, 'claimops_model_server_requests_total{arm="none",code="400",protocol="mlflow"}') == 1
+
+
+def _binary_request(claims: list[dict[str, Any]]) -> tuple[bytes, int]:
+    """A request in the binary tensor extension, built as tritonclient builds it."""
+    header: dict[str, Any] = {"inputs": []}
+    chunks: list[bytes] = []
+    for name in FEATURES:
+        values = [c[name] for c in claims]
+        if DATATYPES[name] == "BYTES":
+            raw = b"".join(len(v.encode()).to_bytes(4, "little") + v.encode() for v in values)
+        else:
+            raw = np.array(values, dtype="<f8" if DATATYPES[name] == "FP64" else "<i8").tobytes()
+        header["inputs"].append({"name": name, "datatype": DATATYPES[name], "shape": [len(values)],
+                                 "parameters": {"binary_data_size": len(raw)}})  # fmt: skip
+        chunks.append(raw)
+    head = json.dumps(header).encode()
+    return head + b"".join(chunks), len(head)
+
+
+def test_v2_binary_inputs_score_like_json(client: TestClient) -> None:
+    body, length = _binary_request(CLAIMS)
+    headers = {"Inference-Header-Content-Length": str(length), "Content-Type": "application/octet-stream"}
+    got = client.post("/v2/models/claims/infer", content=body, headers=headers)
+    assert got.status_code == 200, got.text
+    as_json = client.post("/v2/models/claims/infer", json=v2_request(CLAIMS)).json()
+    assert got.json()["outputs"] == as_json["outputs"]
+    for bad, message in (
+        (body[:-3], "binary_data_size exceeds the body"),
+        (body + b"xx", "2 bytes after the last binary input"),
+    ):
+        refused = client.post("/v2/models/claims/infer", content=bad, headers=headers)
+        assert refused.status_code == 400
+        assert message in refused.json()["error"]
+    wrong = client.post(
+        "/v2/models/claims/infer", content=body, headers={"Inference-Header-Content-Length": "x"}
+    )
+    assert wrong.status_code == 400
+    assert "Inference-Header-Content-Length" in wrong.json()["error"]

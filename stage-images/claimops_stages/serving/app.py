@@ -446,13 +446,16 @@ def open_inference_router(state: ServerState, scoring: Scoring) -> APIRouter:
         if (missing := unknown(model, version)) is not None:
             scoring.refused(open_inference.PROTOCOL, 404)
             return missing
-        if "inference-header-content-length" in request.headers:
-            scoring.refused(open_inference.PROTOCOL, 400)
-            return error(400, "Binary tensor data is not supported: send JSON inputs (binary_data=False)")
         inputs: list[str] = []
+        header_length = request.headers.get("inference-header-content-length")
         try:
             scoring.check_ready()
-            payload = load_json(await scoring.body(request))
+            body = await scoring.body(request)
+            if header_length is None:
+                payload = load_json(body)
+            else:  # the binary tensor extension
+                length = int(header_length) if header_length.isdigit() else -1
+                payload = open_inference.decode_binary_request(body, length)
             if isinstance(payload, dict) and isinstance(payload.get("inputs"), list):
                 inputs = [str(t.get("name")) if isinstance(t, dict) else "?" for t in payload["inputs"]]
             request_ = open_inference.parse_infer_request(payload, model, version)

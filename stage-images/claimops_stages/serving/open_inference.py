@@ -13,6 +13,8 @@ integer type; an optional ``claim_id`` tensor (BYTES or an integer type) is chec
 `/predict`'s. After the tensor checks each row is validated by the same code as a `/predict`
 claim, so the rules (categories, ranges, allowed <= billed) are one. The response has
 ``probability_approved`` (FP64) and ``outcome`` (BYTES: Approved | Denied) of shape ``[N]``.
+Inputs may also come in the binary tensor extension (what `tritonclient` sends by default):
+:func:`decode_binary_request` turns them into the JSON form first. Outputs are always JSON.
 Errors answer 400 (413 over the batch limit) with the protocol's ``{"error": message}``; the
 message names the tensor, the row and the fix, and ``details`` (an extension) lists them all
 in `/predict`'s shape.
@@ -25,9 +27,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from claimops_stages.claims import CATEGORICAL_FEATURES, FEATURES
 from claimops_stages.serving import protocols
-from claimops_stages.serving.schema import CLAIM_ID, ParsedRequest, RequestError, error_entry, parse_claims
+from claimops_stages.serving.schema import (
+    CLAIM_ID,
+    ParsedRequest,
+    RequestError,
+    error_entry,
+    load_json,
+    parse_claims,
+)
 
 PROTOCOL = protocols.OPEN_INFERENCE_V2.name
 OUTPUT_PROBABILITY, OUTPUT_OUTCOME = "probability_approved", "outcome"
@@ -200,6 +211,82 @@ def _tensor_rows(index: int, tensor: Any, errors: list[dict[str, Any]]) -> tuple
     if datatype in INT_TYPES:
         values = [int(v) for v in values]
     return str(name), values
+
+
+#: Little-endian element formats of the binary tensor extension's fixed-size datatypes.
+_BINARY_FORMATS = {"FP16": "<f2", "FP32": "<f4", "FP64": "<f8", "INT8": "<i1", "INT16": "<i2", "INT32": "<i4",
+                   "INT64": "<i8", "UINT8": "<u1", "UINT16": "<u2", "UINT32": "<u4", "UINT64": "<u8"}  # fmt: skip
+
+
+def _bytes_elements(raw: bytes, where: list[Any]) -> list[str]:
+    """BYTES elements of the binary extension: each a 4-byte little-endian length, then UTF-8."""
+    values, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise RequestError(
+                400, [error_entry("binary_data", where, "Truncated BYTES element length", None)]
+            )
+        size = int.from_bytes(raw[offset : offset + 4], "little")
+        chunk = raw[offset + 4 : offset + 4 + size]
+        if len(chunk) != size:
+            raise RequestError(400, [error_entry("binary_data", where, "Truncated BYTES element", None)])
+        try:
+            values.append(chunk.decode())
+        except UnicodeDecodeError as exc:
+            raise RequestError(
+                400, [error_entry("binary_data", where, "BYTES element is not UTF-8", None)]
+            ) from exc
+        offset += 4 + size
+    return values
+
+
+def decode_binary_request(body: bytes, header_length: int) -> Any:
+    """A request of the binary tensor extension (Triton's, which `tritonclient` sends by
+    default): the JSON header's first ``header_length`` bytes, then each input whose
+    ``parameters.binary_data_size`` is set, in order. Returns the JSON form of the request."""
+    if not 0 < header_length <= len(body):
+        raise RequestError(
+            400,
+            [error_entry("binary_data", ["header", "inference-header-content-length"],
+                         f"Inference-Header-Content-Length {header_length} is outside the body's {len(body)} bytes",
+                         header_length)],
+        )  # fmt: skip
+    payload = load_json(body[:header_length])
+    offset = header_length
+    inputs = payload.get("inputs") if isinstance(payload, dict) else None
+    for index, tensor in enumerate(inputs if isinstance(inputs, list) else []):
+        parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            continue
+        where: list[Any] = ["body", "inputs", index, "parameters", "binary_data_size"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(body):
+            raise RequestError(
+                400, [error_entry("binary_data", where, "binary_data_size exceeds the body", size)]
+            )
+        raw = body[offset : offset + size]
+        offset += size
+        datatype = tensor.get("datatype")
+        if datatype == "BYTES":
+            values: list[Any] = _bytes_elements(raw, where)
+        elif datatype in _BINARY_FORMATS:
+            dtype = np.dtype(_BINARY_FORMATS[datatype])
+            if size % dtype.itemsize:
+                message = f"binary_data_size {size} is not a whole number of {datatype} values"
+                raise RequestError(400, [error_entry("binary_data", where, message, size)])
+            values = np.frombuffer(raw, dtype=dtype).tolist()
+        else:
+            message = f"No binary form for datatype {datatype!r}"
+            raise RequestError(400, [error_entry("binary_data", [*where[:3], "datatype"], message, datatype)])
+        rest = {k: v for k, v in parameters.items() if k != "binary_data_size"}
+        tensor["data"] = values
+        tensor.pop("parameters")
+        if rest:
+            tensor["parameters"] = rest
+    if offset != len(body):
+        message = f"{len(body) - offset} bytes after the last binary input"
+        raise RequestError(400, [error_entry("binary_data", ["body"], message, len(body) - offset)])
+    return payload
 
 
 def parse_infer_request(
