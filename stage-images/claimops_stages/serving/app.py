@@ -467,12 +467,12 @@ def open_inference_router(state: ServerState, scoring: Scoring) -> APIRouter:
         except ScoringError as exc:
             scoring.refused(open_inference.PROTOCOL, exc.status, exc.arm)
             return error(exc.status, exc.msg)
-        body = open_inference.infer_response(
+        answer = open_inference.infer_response(
             name, scored.version, request_.request_id, request_.outputs,
             scored.probabilities.tolist(), scored.outcomes(), scored.arm,
         )  # fmt: skip
         scoring.served(scored, open_inference.PROTOCOL, started)
-        return _json(body)
+        return _json(answer)
 
     infer_body = {
         "requestBody": {

@@ -256,9 +256,9 @@ def decode_binary_request(body: bytes, header_length: int) -> Any:
     inputs = payload.get("inputs") if isinstance(payload, dict) else None
     for index, tensor in enumerate(inputs if isinstance(inputs, list) else []):
         parameters = tensor.get("parameters") if isinstance(tensor, dict) else None
-        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
-        if size is None:
+        if not isinstance(parameters, dict) or parameters.get("binary_data_size") is None:
             continue
+        size = parameters["binary_data_size"]
         where: list[Any] = ["body", "inputs", index, "parameters", "binary_data_size"]
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or offset + size > len(body):
             raise RequestError(
