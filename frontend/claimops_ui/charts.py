@@ -152,13 +152,18 @@ def _attrs(**values: object) -> str:
     return "".join(f' {k.replace("_", "-")}="{escape(str(v))}"' for k, v in values.items() if v is not None)
 
 
+def _empty(chart_id: str, title: str, message: str) -> Markup:
+    """A chart with nothing to draw says so, under its title, instead of drawing bare axes."""
+    return Markup(
+        f'<figure class="chart empty" id="{escape(chart_id)}"><figcaption class="chart-title">{escape(title)}'
+        f'</figcaption><p class="muted">{escape(message)}</p></figure>'
+    )
+
+
 def render_line_chart(chart: LineChart) -> Markup:
     """The chart as a ``<figure>``: the SVG, its legend and a table of the same numbers."""
     if not chart.categories:
-        return Markup(
-            f'<figure class="chart empty" id="{escape(chart.id)}"><figcaption>{escape(chart.title)}</figcaption>'
-            '<p class="muted">Nothing to draw yet.</p></figure>'
-        )
+        return _empty(chart.id, chart.title, "Nothing to draw yet.")
     height = chart.height
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, height - _TOP - _BOTTOM
     low, high = _y_range(chart)
@@ -328,10 +333,7 @@ def _x_label(x: float, height: int, label: str) -> str:
 def render_timeline(timeline: Timeline) -> Markup:
     """A Gantt-like chart: one row per stage, its wait (light) then its run (solid)."""
     if not timeline.bars:
-        return Markup(
-            f'<figure class="chart empty" id="{escape(timeline.id)}"><figcaption>{escape(timeline.title)}'
-            '</figcaption><p class="muted">No stage has started yet.</p></figure>'
-        )
+        return _empty(timeline.id, timeline.title, "No stage has started yet.")
     row_h, label_w = 24, 150
     height = _TOP + row_h * len(timeline.bars) + _BOTTOM
     span = max(max(b.end for b in timeline.bars), 1.0)
@@ -425,10 +427,7 @@ class PairedBars:
 
 def render_paired_bars(chart: PairedBars) -> Markup:
     if not chart.rows:
-        return Markup(
-            f'<figure class="chart empty" id="{escape(chart.id)}"><figcaption>{escape(chart.title)}</figcaption>'
-            '<p class="muted">Nothing to draw yet.</p></figure>'
-        )
+        return _empty(chart.id, chart.title, "Nothing to draw yet.")
     label_w, bar_h = 150, 12
     group_h = bar_h * len(chart.sides) + 10
     height = _TOP + group_h * len(chart.rows) + _BOTTOM
