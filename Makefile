@@ -41,7 +41,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed ## the virtualenv with every extra (pinned by constraints.txt)
 
-client-venvs: venv ## third-party clients with pins of their own (the KServe SDK), cached by requirements
+client-venvs: venv ## third-party tools with pins of their own (the KServe SDK, MLServer), cached by requirements
 	$(PY) -m tests.harness.client_venvs
 
 cluster-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached by version)

@@ -1,6 +1,7 @@
 """Virtualenvs of their own for third-party tools whose pins clash with ours (the KServe SDK
-pins another FastAPI, httpx and pandas), built from a pinned requirements file beside this
-module and cached under ``~/.cache/claimops/venvs/<name>-<hash of the file and Python>``.
+pins another FastAPI, httpx and pandas; MLServer an older FastAPI and protobuf), built from a
+pinned requirements file beside this module and cached under
+``~/.cache/claimops/venvs/<name>-<hash of the file and Python>``.
 
     python -m tests.harness.client_venvs     # build every one (make setup does)
 """
@@ -18,7 +19,10 @@ from tests.harness.control_plane import cache_dir
 
 HERE = Path(__file__).resolve().parent
 #: name -> pinned requirements (pip freeze of a working install).
-REQUIREMENTS = {"kserve": HERE / "kserve-requirements.txt"}
+REQUIREMENTS = {
+    "kserve": HERE / "kserve-requirements.txt",
+    "mlserver": HERE / "mlserver-requirements.txt",
+}
 
 
 def venv_dir(name: str) -> Path:
