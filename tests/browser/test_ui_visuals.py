@@ -20,6 +20,7 @@ from playwright.sync_api import Page, Request, expect
 
 from claimops_stages.contract import SPEC_DEFAULTS, STAGES
 from claimops_ui.claims_stream import PSI_THRESHOLD
+from claimops_ui.views import EXPLORER_RUNS
 from tests.browser.conftest import UiStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.cluster]
@@ -110,11 +111,17 @@ def test_model_trend_draws_every_registered_version_and_marks_the_champion(
 def test_explorer_groups_the_stage_runs_of_each_pipeline_run_and_filters_them(
     alice: Page, ui_stack: UiStack
 ) -> None:
+    # The explorer reads the newest EXPLORER_RUNS stage runs of every experiment (the session's
+    # MLflow holds the other layers' experiments too): read the same from MLflow's REST API.
     with httpx.Client(base_url=ui_stack.mlflow.url, timeout=10) as mlflow:
-        experiment = mlflow.get("/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": MODEL})
+        experiments = mlflow.post("/api/2.0/mlflow/experiments/search", json={"max_results": 100}).json()
         found = mlflow.post(
             "/api/2.0/mlflow/runs/search",
-            json={"experiment_ids": [experiment.json()["experiment"]["experiment_id"]], "max_results": 300},
+            json={
+                "experiment_ids": [e["experiment_id"] for e in experiments["experiments"]],
+                "max_results": EXPLORER_RUNS,
+                "order_by": ["attributes.start_time DESC"],
+            },
         ).json()["runs"]
     by_run: dict[str, int] = {}
     for run in found:
