@@ -44,16 +44,8 @@ def _bad(detail: list[dict[str, Any]]) -> RequestError:
 
 def error_body(error: RequestError) -> dict[str, Any]:
     """MLflow's error shape; the message names where and what (the first three errors)."""
-    messages = [
-        f"{'.'.join(str(p) for p in e.get('loc', [])[1:]) or 'body'}: {e['msg']}" for e in error.detail[:3]
-    ]
-    more = len(error.detail) - 3
     code = "RESOURCE_LIMIT_EXCEEDED" if error.status == 413 else "BAD_REQUEST"
-    return {
-        "error_code": code,
-        "message": "; ".join(messages) + (f" (and {more} more errors)" if more > 0 else ""),
-        "detail": error.detail,
-    }
+    return {"error_code": code, "message": error.summary(), "detail": error.detail}
 
 
 def _split_rows(split: Any) -> tuple[list[Any], str]:

@@ -37,6 +37,7 @@ from claimops_stages.serving.schema import (
     RequestError,
     error_entry,
     load_json,
+    location_text,
     parse_claims,
 )
 
@@ -75,23 +76,16 @@ class ParsedInfer:
     outputs: tuple[str, ...]
 
 
-def _loc_text(loc: Sequence[Any]) -> str:
-    return ".".join(str(part) for part in loc[1:]) or "body"
-
-
 def error_body(error: RequestError, inputs: Sequence[str] = ()) -> dict[str, Any]:
     """The protocol's error shape: one message naming where and what, every entry in details.
     ``inputs`` (the request's tensor names) turn a row location into the tensor's name."""
-    messages = []
-    for entry in error.detail[:3]:
-        loc = list(entry.get("loc") or [])
-        where = _loc_text(loc)
+
+    def where(loc: list[Any]) -> str:
         if len(loc) >= 5 and loc[1] == "inputs" and isinstance(loc[2], int) and loc[2] < len(inputs):
-            where = f"input '{inputs[loc[2]]}' (inputs[{loc[2]}]) {'.'.join(str(p) for p in loc[3:])}"
-        messages.append(f"{where}: {entry['msg']}")
-    more = len(error.detail) - 3
-    message = "; ".join(messages) + (f" (and {more} more errors)" if more > 0 else "")
-    return {"error": message, "details": error.detail}
+            return f"input '{inputs[loc[2]]}' (inputs[{loc[2]}]) {'.'.join(str(p) for p in loc[3:])}"
+        return location_text(loc)
+
+    return {"error": error.summary(where), "details": error.detail}
 
 
 def _flatten(data: Any) -> list[Any] | None:

@@ -40,6 +40,11 @@ BATCH_KEY = "claims"
 Columns = dict[str, list[Any]]
 
 
+def location_text(loc: Sequence[Any]) -> str:
+    """An error location for people: ``["body", "claims", 3, "patient_age"]`` -> ``claims.3.patient_age``."""
+    return ".".join(str(part) for part in loc[1:]) or "body"
+
+
 class RequestError(Exception):
     """A request the server refuses: HTTP `status` with FastAPI-style error `detail` entries."""
 
@@ -47,6 +52,13 @@ class RequestError(Exception):
         super().__init__(detail[0]["msg"] if detail else "invalid request")
         self.status = status
         self.detail = detail
+
+    def summary(self, where: Callable[[list[Any]], str] = location_text, shown: int = 3) -> str:
+        """One line for protocols whose errors are a single message: the first ``shown``
+        entries as "where: what", and how many more there are."""
+        messages = [f"{where(list(e.get('loc') or []))}: {e['msg']}" for e in self.detail[:shown]]
+        more = len(self.detail) - shown
+        return "; ".join(messages) + (f" (and {more} more errors)" if more > 0 else "")
 
 
 @dataclass
