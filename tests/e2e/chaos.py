@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -255,6 +256,61 @@ def wait_component_ready(
 
     kind.wait_for(f"{component} Ready again", probe, timeout, every=1)
     return time.monotonic() - started
+
+
+def node_container(kind: KindCluster) -> str:
+    """The docker container that is the kind cluster's (only) node."""
+    return f"{kind.context.removeprefix('kind-')}-control-plane"
+
+
+def on_node(kind: KindCluster, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a command as root in the node's container, with the node's own tools (crictl,
+    nsenter, mount): what a Chaos Mesh daemon does from the host."""
+    done = subprocess.run(
+        ["docker", "exec", node_container(kind), *command], capture_output=True, text=True, timeout=60
+    )
+    if check:
+        assert done.returncode == 0, f"{command} on {node_container(kind)}: {done.stderr}"
+    return done
+
+
+def container_pid(kind: KindCluster, pod: str, container: str) -> int:
+    """The node's process id of a running container of `pod` (through the CRI, as crictl sees it)."""
+    sandboxes = on_node(
+        kind, "crictl", "pods", "--name", pod, "--namespace", kind.namespace, "--state", "ready", "-q"
+    ).stdout.split()
+    assert sandboxes, f"no ready sandbox for pod {pod} on the node"
+    ids = on_node(kind, "crictl", "ps", "--pod", sandboxes[0], "--name", container, "-q").stdout.split()
+    assert ids, f"no running container {container} in pod {pod}"
+    return int(json.loads(on_node(kind, "crictl", "inspect", ids[0]).stdout)["info"]["pid"])
+
+
+def _in_mounts_of(pid: int, *command: str) -> tuple[str, ...]:
+    # nsenter -m enters the container's mount namespace; --root=/ (opened before entering)
+    # keeps the node's root, so the node's tools run there and the image needs none. The
+    # container's view of a path is reached through /proc/PID/root.
+    return ("nsenter", "-t", str(pid), "-m", "--root=/", *command)
+
+
+def remount_in_container(kind: KindCluster, pid: int, path: str, *, read_only: bool) -> None:
+    """Remount the volume mounted at `path` in the container read-only (or back read-write),
+    as a kernel does to a filesystem after an I/O error: the process keeps running, its
+    reads work, its writes fail with EROFS. Only that container's view changes."""
+    mode = "ro" if read_only else "rw"
+    # --no-canonicalize: resolving the path would lose the /proc/PID/root hop and name the
+    # node's own (unmounted) path.
+    on_node(
+        kind,
+        *_in_mounts_of(
+            pid, "mount", "--no-canonicalize", "-o", f"remount,bind,{mode}", f"/proc/{pid}/root{path}"
+        ),
+    )
+
+
+def writable_in_container(kind: KindCluster, pid: int, path: str) -> bool:
+    """access(W_OK) as root: false only when the filesystem itself refuses writes."""
+    done = on_node(kind, *_in_mounts_of(pid, "test", "-w", f"/proc/{pid}/root{path}"), check=False)
+    return done.returncode == 0
 
 
 def unready_model_servers(kind: KindCluster) -> list[str]:

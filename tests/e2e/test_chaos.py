@@ -216,20 +216,9 @@ def crash_leader(kind: KindCluster, lease: str) -> tuple[str, str, float]:
     standby, or the killed replica's restarted container when the kubelet brings it back
     first (same identity: it renews the Lease it finds in its own name)."""
     leader, pods = _leader_and_pods(kind, lease)
-    node = f"{kind.context.removeprefix('kind-')}-control-plane"
-
-    def on_node(*command: str) -> str:
-        done = subprocess.run(["docker", "exec", node, *command], capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, f"{command} on {node}: {done.stderr}"
-        return done.stdout.strip()
-
-    sandbox = on_node(
-        "crictl", "pods", "--name", leader, "--namespace", kind.namespace, "--state", "ready", "-q"
-    )
-    container = on_node("crictl", "ps", "--pod", sandbox.split()[0], "--name", "operator", "-q").split()[0]
-    pid = json.loads(on_node("crictl", "inspect", container))["info"]["pid"]
+    pid = chaos.container_pid(kind, leader, "operator")
     killed_at = datetime.now(UTC)
-    on_node("kill", "-KILL", str(pid))
+    chaos.on_node(kind, "kill", "-KILL", str(pid))
     fault = time.monotonic()
 
     def renewed_by_a_live_process() -> str | None:
@@ -356,72 +345,81 @@ def test_b_backing_services_killed_mid_stage(
 
 
 # --------------------------------------------------------------------------------------------
-# c. The artifact store unusable (make chaos)
+# c. The artifact store's volume turned read-only under a running MinIO (make chaos)
 
-MISSING_BUCKET = "claimops-chaos-missing"
-
-
-def mlflow_deployment(kind: KindCluster) -> dict[str, Any]:
-    items = kind.get("deployment", "-l", f"{LABEL_COMPONENT}=mlflow")["items"]
-    assert items, "no MLflow Deployment"
-    return dict(items[0])
+#: Where MinIO keeps the objects (minio-deployment.yaml's data volume).
+MINIO_DATA = "/data"
+#: An upload through MLflow's artifact proxy, the path a stage's log_model takes.
+PROBE_ARTIFACT = "/api/2.0/mlflow-artifacts/artifacts/chaos-probes/read-only-store.txt"
 
 
-def set_mlflow_command(kind: KindCluster, name: str, command: list[str]) -> None:
-    patch = [{"op": "replace", "path": "/spec/template/spec/containers/0/command", "value": command}]
-    kind.kubectl("patch", "deployment", name, "--type", "json", "-p", json.dumps(patch))
-    kind.kubectl("rollout", "status", f"deployment/{name}", "--timeout=5m", timeout=320)
+def store_accepts_uploads(mlflow: httpx.Client) -> bool:
+    with chaos.fresh_client(mlflow) as client:
+        try:
+            return client.put(PROBE_ARTIFACT, content=b"chaos probe\n", timeout=60).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+def component_restarts(kind: KindCluster, component: str) -> dict[str, int]:
+    return {
+        p["metadata"]["name"]: sum(c.get("restartCount", 0) for c in p["status"].get("containerStatuses", []))
+        for p in chaos.component_pods(kind, component)
+    }
 
 
 @pytest.mark.chaos_full
-def test_c_a_missing_artifact_bucket_fails_full_train_clearly_and_registers_nothing(
+def test_c_a_read_only_artifact_volume_fails_full_train_clearly_and_registers_nothing(
     kind: KindCluster, mlflow: httpx.Client, started: list[str]
 ) -> None:
     before = chaos.baseline(mlflow)
-    run = "chaos-no-bucket"
+    run = "chaos-read-only-store"
     started.append(run)
     # CI runs against the healthy store; the fault comes between CI and full-train.
     start_run(kind, run, retries=1)
     kind.kubectl(
         "wait", "--for=jsonpath={.status.phase}=AwaitingCD", f"cpr/{run}", "--timeout=15m", timeout=920
     )
-    deployment = mlflow_deployment(kind)
-    name = deployment["metadata"]["name"]
-    original = list(deployment["spec"]["template"]["spec"]["containers"][0]["command"])
-    destination = [a for a in original if a.startswith("--artifacts-destination=")]
-    assert destination, f"MLflow serves no artifact destination: {original}"
-    # A bucket that does not exist: every artifact write (and read) through MLflow's proxy
-    # fails, while the tracking and registry API keep working.
-    broken = [f"--artifacts-destination=s3://{MISSING_BUCKET}/" if a in destination else a for a in original]
-    row = Row(f"artifact store bucket missing ({destination[0]} -> s3://{MISSING_BUCKET}/)", "full-train")
+    restarts = component_restarts(kind, "minio")
+    assert len(restarts) == 1, f"expected one MinIO pod: {restarts}"
+    pod = next(iter(restarts))
+    pid = chaos.container_pid(kind, pod, "minio")
+    row = Row(f"artifact store's volume remounted read-only under MinIO ({pod}:{MINIO_DATA})", "full-train")
+    # A silent fault: MinIO stays Ready and serves reads; only writes fail (AccessDenied).
+    chaos.remount_in_container(kind, pid, MINIO_DATA, read_only=True)
     try:
-        set_mlflow_command(kind, name, broken)
-        chaos.wait_component_ready(kind, "mlflow")
+        assert not chaos.writable_in_container(kind, pid, MINIO_DATA), f"{MINIO_DATA} still writable"
+        refused = not store_accepts_uploads(mlflow)
         kind.kubectl("patch", "cpr", run, "--type", "merge", "-p", '{"spec":{"continueToCD":true}}')
         status = wait_gate_or_end(kind, run, timeout=900)
+        held = not chaos.writable_in_container(kind, pid, MINIO_DATA)
     finally:
         fault_end = time.monotonic()
-        set_mlflow_command(kind, name, original)
-        chaos.wait_component_ready(kind, "mlflow")
+        chaos.remount_in_container(kind, pid, MINIO_DATA, read_only=False)
+        kind.wait_for(
+            "MLflow to accept artifact uploads again", lambda: store_accepts_uploads(mlflow), 180, every=2
+        )
         row.recovery_s = time.monotonic() - fault_end
     if status.get("phase") == "AwaitingApproval":  # the store's failure went unnoticed: end it
         kind.kubectl(
             "patch", "cpr", run, "--type", "merge", f"--as={REVIEWER}", "--as-group=claimops:operators",
-            "-p", json.dumps({"spec": {"approval": {"decision": "Rejected", "comment": "chaos: store was broken"}}}),
+            "-p", json.dumps({"spec": {"approval": {"decision": "Rejected", "comment": "chaos: store was read-only"}}}),
         )  # fmt: skip
         status = chaos.wait_finished(kind, run, 300)
     verdict = chaos.check_invariants(kind, mlflow, [run], before)
     report(row, verdict)
+    assert refused, "MLflow accepted an artifact upload while the store's volume was read-only"
+    assert held, "the volume was writable again before the run ended (MinIO restarted?)"
+    assert component_restarts(kind, "minio") == restarts, "MinIO restarted: the fault was not silent"
     cond = chaos.succeeded_condition(status)
-    assert cond.get("status") == "False", f"{run} did not fail with its artifact store gone: {cond}"
+    assert cond.get("status") == "False", f"{run} did not fail with its artifact store read-only: {cond}"
     assert cond.get("reason") != "Rejected", (
-        f"{run} passed full-train and evaluation without an artifact store"
+        f"{run} passed full-train and evaluation with a read-only artifact store"
     )
     failed = chaos.stage_entry(status, "full-train")
     assert failed.get("state") == "Failed", f"full-train did not fail: {failed}"
-    assert failed.get("message"), f"full-train failed without a message: {failed}"
     # The reason says MLflow; the message must point at its store, not at the server.
-    assert "artifact store" in str(failed["message"]), (
+    assert "artifact store" in str(failed.get("message")), (
         f"full-train's message does not name the store: {failed}"
     )
     with chaos.fresh_client(mlflow) as client:
@@ -520,7 +518,7 @@ def test_e2_a_node_restart_with_a_run_in_flight(
     fault = time.monotonic()
     try:
         subprocess.run(
-            ["docker", "restart", f"{kind.context.removeprefix('kind-')}-control-plane"],
+            ["docker", "restart", chaos.node_container(kind)],
             check=True, capture_output=True, timeout=180,
         )  # fmt: skip
         kind.wait_for("the API server after the node restart", lambda: api_answers(kind), 300, every=2)
