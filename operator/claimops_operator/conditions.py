@@ -54,6 +54,7 @@ class RunReason(StrEnum):
     STAGE_TIMEOUT = "StageTimeout"
     JOB_FAILED = "JobFailed"
     POD_LOST = "PodLost"  # the stage's pod was deleted, evicted or killed before it reported
+    JOB_DELETED = "JobDeleted"  # the stage's Job was deleted (kubectl delete job) before it finished
     REJECTED = "Rejected"
     APPROVAL_TIMEOUT = "ApprovalTimeout"
     CANCELLED = "Cancelled"

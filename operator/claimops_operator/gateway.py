@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -175,17 +175,17 @@ class KubernetesGateway:
         return self._observe_jobs(namespace, selector)
 
     def _observe_jobs(self, namespace: str, selector: str, owner_uid: str | None = None) -> list[ObservedJob]:
-        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
+        listed = jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
         if owner_uid is not None:
             jobs = [
                 job
-                for job in jobs
+                for job in listed
                 if any(ref.uid == owner_uid for ref in job.metadata.owner_references or [])
             ]
-        # The pods carry their Job's labels: one read answers for every active Job.
-        active = any(job_state(job)[0] == "Active" for job in jobs)
-        pods_by_job = self._pods_by_job(namespace, selector) if active else {}
-        observed = []
+        # The pods carry their Job's labels: one read answers for every Job, and for pods whose
+        # Job was deleted while they still run.
+        pods_by_job = self._pods_by_job(namespace, selector)
+        observed = self._deleted_jobs_still_running(pods_by_job, {job.metadata.name for job in listed})
         for job in jobs:
             labels = job.metadata.labels or {}
             if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
@@ -199,6 +199,7 @@ class KubernetesGateway:
                     stage=labels[LABEL_STAGE],
                     attempt=int(labels[LABEL_ATTEMPT]),
                     name=job.metadata.name,
+                    uid=job.metadata.uid or "",
                     state=state,
                     result=result,
                     failure_reason=failure_reason,
@@ -210,6 +211,36 @@ class KubernetesGateway:
                     else None,
                     image=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[0],
                     image_id=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[1],
+                )
+            )
+        return observed
+
+    @staticmethod
+    def _deleted_jobs_still_running(
+        pods_by_job: Mapping[str, list[dict[str, Any]]], jobs: Collection[str]
+    ) -> list[ObservedJob]:
+        """Jobs that are gone while a pod of theirs has not ended (deleted with background
+        propagation: the pods stop after the Job object is gone), as Active Jobs."""
+        observed = []
+        for name, pods in pods_by_job.items():
+            running = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+            if name in jobs or not running:
+                continue
+            meta = running[0].get("metadata") or {}
+            labels = meta.get("labels") or {}
+            if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
+                continue
+            owner = next(
+                (r.get("uid", "") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), ""
+            )
+            observed.append(
+                ObservedJob(
+                    stage=labels[LABEL_STAGE],
+                    attempt=int(labels[LABEL_ATTEMPT]),
+                    name=name,
+                    uid=owner,
+                    state="Active",
+                    job_deleted=True,
                 )
             )
         return observed

@@ -131,6 +131,8 @@ class StageStatus(TypedDict, total=False):
     #: The image the stage's pod ran and its digest (the runtime's imageID).
     image: str
     imageID: str
+    #: The attempt's Job once the operator has seen it: if that Job is gone later, it was deleted.
+    jobUID: str
 
 
 class EventReason(StrEnum):
@@ -167,6 +169,8 @@ RETRY_MAX_SECONDS = 300.0
 #: How often to look at the staging ModelDeployment while waiting for it (safety net: the
 #: handler should also reconcile when the ModelDeployment changes).
 DEPLOYMENT_POLL_SECONDS = 10.0
+#: How often a stage whose Job was deleted looks whether that Job's pod has ended.
+DELETED_JOB_POLL_SECONDS = 2.0
 
 # Keys stage results use; the operator copies them into status.evaluation / status.shadow /
 # status.mlflow. The stage code must report exactly these.
@@ -228,6 +232,10 @@ class ObservedJob:
     image_id: str = ""
     #: A failed Job's pod was lost (deleted, evicted, killed) before it reported a result: how.
     pod_lost: str | None = None
+    uid: str = ""
+    #: The Job object is gone (deleted) while its pod has not ended: reported as Active, so
+    #: the next attempt waits for that pod (two attempts of a stage never run at once).
+    job_deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -697,14 +705,20 @@ def _handle_job(ctx: _Context, entry: StageStatus) -> Step:
             return _start_job(ctx, entry, 1)
         if entry.get("reason") == RETRY_BACKOFF:  # the failed Job is gone: retry now
             return _start_job(ctx, entry, attempt + 1)
-        # Status says the Job exists but the informer has not shown it (yet): create it again
-        # under the same deterministic name; the handler tolerates AlreadyExists.
+        if entry.get("jobUID"):  # seen running, now gone with its pods: deleted
+            return _job_deleted(ctx, entry, attempt)
+        # Status names a Job never seen (the create met a deleted run's Job of the same name,
+        # which the handler then deleted): create it again under the same name.
         ctx.actions.append(_create_job(ctx, entry["name"], attempt, str(entry["job"])))
         _show_running(ctx, entry)
         return Step.WAIT
     if observed.attempt != entry.get("attempt") or observed.name != entry.get("job"):
         _adopt(ctx, entry, observed)
+    if observed.uid:
+        entry["jobUID"] = observed.uid
     if observed.state == "Active":
+        if observed.job_deleted:
+            return _wait_for_deleted_job(ctx, entry, observed)
         if (failure := start_failure(observed.waiting)) is not None:
             return _cannot_start(ctx, entry, observed, *failure)
         _show_running(ctx, entry)
@@ -978,6 +992,7 @@ def _clear_outcome(entry: StageStatus) -> None:
     entry.pop("finishedAt", None)
     entry.pop("reason", None)
     entry.pop("message", None)
+    entry.pop("jobUID", None)
 
 
 def _adopt(ctx: _Context, entry: StageStatus, job: ObservedJob) -> None:
@@ -994,6 +1009,34 @@ def _adopt(ctx: _Context, entry: StageStatus, job: ObservedJob) -> None:
     ctx.event(
         EventReason.STAGE_STARTED, f"Stage {entry['name']}: adopted Job {job.name} (attempt {job.attempt})"
     )
+
+
+def _wait_for_deleted_job(ctx: _Context, entry: StageStatus, job: ObservedJob) -> Step:
+    """The attempt's Job was deleted but its pod is still stopping: nothing starts until it has
+    ended. Pods are not watched, so look again shortly."""
+    entry["state"] = StageState.RUNNING
+    message = f"Job {job.name} was deleted; waiting for its pod to stop (attempt {job.attempt})"
+    ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {message}")
+    ctx.requeue_in(DELETED_JOB_POLL_SECONDS)
+    return Step.WAIT
+
+
+def _job_deleted(ctx: _Context, entry: StageStatus, attempt: int) -> Step:
+    """The attempt's Job was deleted (by hand, or with its pods by a cleanup) before it finished:
+    the attempt failed and, within spec.retries, the next one starts now (its pod has ended)."""
+    message = f"Job {entry.get('job')} was deleted before it finished"
+    if attempt <= ctx.spec.retries:
+        ctx.event(
+            EventReason.STAGE_RETRY,
+            f"Stage {entry['name']} attempt {attempt} failed ({RunReason.JOB_DELETED}: {message}); "
+            f"attempt {attempt + 1} starts now",
+            warning=True,
+        )
+        return _start_job(ctx, entry, attempt + 1)
+    if attempt > 1:
+        message = f"{message} (after {attempt} attempts)"
+    _stage_failed(ctx, entry, RunReason.JOB_DELETED, message)
+    return Step.STOP
 
 
 def _show_running(ctx: _Context, entry: StageStatus) -> None:

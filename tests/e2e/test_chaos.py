@@ -1,8 +1,8 @@
-"""Fault experiments on the kind cluster (issue #13, item 3): a stage pod deleted mid-run, the
-leading operator SIGKILLed mid-stage and its pod deleted at the approval gate (all in every
-`make e2e`), and
-behind `make chaos` the backing services killed mid-stage, the artifact store made unusable,
-the node restarted and the chart upgraded with runs in flight.
+"""Fault experiments on the kind cluster (issue #13, item 3). In every `make e2e`: a stage
+pod deleted mid-run, a stage Job deleted mid-run, the leading operator SIGKILLed mid-stage
+and its pod deleted at the approval gate. Behind `make chaos`: the backing services killed
+mid-stage, the artifact store's volume turned read-only under a running MinIO, the node
+restarted and the chart upgraded with runs in flight.
 
 Every experiment ends with :func:`tests.e2e.chaos.check_invariants` on the runs it started
 (completed or failed with a documented reason, one Job per stage attempt, no approval lost,
@@ -164,6 +164,80 @@ def test_a_deleted_stage_pod_fails_its_attempt_and_a_second_job_retries_it(
     else:
         assert int(entry["attempt"]) == 2, entry
         assert entry["job"] == second, entry
+    assert not verdict.violations, "\n".join(verdict.violations)
+
+
+# --------------------------------------------------------------------------------------------
+# a2. A running stage's Job deleted (make e2e)
+
+JOB_RUN = "chaos-job-deleted"
+
+
+def run_events(kind: KindCluster, run: str) -> list[dict[str, Any]]:
+    selector = f"involvedObject.kind=PipelineRun,involvedObject.name={run}"
+    return list(kind.get("events", "--field-selector", selector)["items"])
+
+
+def test_a2_a_deleted_stage_job_fails_its_attempt_and_the_next_starts_after_its_pod_ended(
+    kind: KindCluster, mlflow: httpx.Client, started: list[str]
+) -> None:
+    before = chaos.baseline(mlflow)
+    row = Row("stage Job deleted (kubectl delete job)", POD_STAGE)
+    started.append(JOB_RUN)
+    start_run(kind, JOB_RUN, retries=1)
+    pod = chaos.wait_stage_running(kind, JOB_RUN, POD_STAGE)
+    assert pod
+    first, second = (chaos.job_name(JOB_RUN, POD_STAGE, n) for n in (1, 2))
+    # As kubectl does by default: background propagation, the Job object goes at once and
+    # its pod is stopped after it.
+    kind.kubectl("delete", "job", first, "--wait=false")
+    fault = time.monotonic()
+    pod_gone_at: float | None = None
+    second_at: float | None = None
+
+    def moved() -> dict[str, Any] | None:
+        nonlocal pod_gone_at, second_at
+        # Read the new Job first: a pod seen present afterwards was present when it was made.
+        made = kind.kubectl("get", "job", second, "--ignore-not-found", "-o", "name").stdout.strip()
+        phase = kind.kubectl("get", "pod", pod, "--ignore-not-found", "-o", "jsonpath={.status.phase}").stdout
+        there = phase.strip() not in ("", "Succeeded", "Failed")  # its container still runs
+        if not there and pod_gone_at is None:
+            pod_gone_at = time.monotonic()
+        if made and second_at is None:
+            second_at = time.monotonic()
+            assert not there, f"attempt 2 ({second}) started while the deleted Job's pod {pod} ran ({phase})"
+        entry = chaos.stage_entry(chaos.run_status(kind, JOB_RUN), POD_STAGE)
+        return entry if entry.get("state") == "Failed" or (second_at and pod_gone_at) else None
+
+    entry = kind.wait_for(
+        f"{POD_STAGE} to start attempt 2 or fail after its Job was deleted", moved, 300, every=0.5
+    )
+    row.recovery_s = time.monotonic() - fault
+    status = kind.wait_for(
+        f"{JOB_RUN} through CI or finished",
+        lambda: (
+            (s := chaos.run_status(kind, JOB_RUN))
+            and (chaos.is_finished(s) or s.get("phase") == "AwaitingCD")
+            and s
+        ),
+        600,
+        every=2,
+    )
+    entry = chaos.stage_entry(status, POD_STAGE)
+    verdict = chaos.check_invariants(kind, mlflow, [JOB_RUN], before, in_progress={JOB_RUN: "AwaitingCD"})
+    row.outcome = f"{status.get('phase')} {POD_STAGE} attempt {entry.get('attempt')} {entry.get('state')}"
+    report(row, verdict)
+    cancel(kind, JOB_RUN)  # CI was the experiment; nothing to continue
+
+    retries = [e["message"] for e in run_events(kind, JOB_RUN) if e.get("reason") == "StageRetry"]
+    assert any(first in m and "JobDeleted" in m for m in retries), (
+        f"no StageRetry Event says {first} was deleted: {retries}"
+    )
+    assert entry.get("state") == "Succeeded", f"{POD_STAGE} did not pass on attempt 2: {entry}"
+    assert (int(entry["attempt"]), entry["job"]) == (2, second), entry
+    jobs = {j["metadata"]["name"] for j in chaos.run_jobs(kind, JOB_RUN)}
+    assert first not in jobs, f"the deleted Job {first} was created again under its name"
+    assert status.get("phase") == "AwaitingCD", f"{JOB_RUN} ended {verdict.outcome()}"
     assert not verdict.violations, "\n".join(verdict.violations)
 
 

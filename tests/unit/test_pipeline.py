@@ -127,6 +127,16 @@ def unavailable(stage: str = "mlflow-log", attempt: int = 1, finished: float = 0
     return job(stage, attempt, "Failed", failed(stage, "MLflowUnavailable"), finished=finished)
 
 
+def seen(stage: str, attempt: int = 1) -> ObservedJob:
+    """An active Job as the API lists it (with its uid)."""
+    return replace(job(stage, attempt, "Active"), uid=f"uid-{stage}-{attempt}")
+
+
+def stopping(stage: str, attempt: int = 1) -> ObservedJob:
+    """The pod of a Job that was deleted, not ended yet (the gateway reports it as Active)."""
+    return replace(seen(stage, attempt), started_at=None, job_deleted=True)
+
+
 def nojob(
     stage: str, attempt: int = 1, state: JobState = "Failed", failure_reason: str = "BackoffLimitExceeded"
 ) -> ObservedJob:
@@ -678,6 +688,70 @@ CASES: list[Case] = [
         states={"deploy-staging": "Succeeded", "shadow-monitor": "Skipped", "promote-production": "Skipped"},
         events=[f"{N}/StageSucceeded", f"{N}/RunSucceeded"],
         conditions={"Succeeded": ("True", "DeployedToStaging"), "Deployed": ("True", "StagingReady")},
+    ),
+    # --- a stage's Job deleted (kubectl delete job) ----------------------------------------
+    Case(
+        "a-job-seen-running-then-deleted-fails-its-attempt-and-starts-the-next",
+        at="data-validation",
+        history=[Obs([seen("data-validation")], after=5)],
+        gone=["demo-data-validation-1"],
+        after=30,
+        stage="data-validation",
+        states={"data-validation": "Running"},
+        fields={"data-validation": {"attempt": 2, "job": "demo-data-validation-2", "jobUID": None}},
+        actions=[("CreateJob", "demo-data-validation-2")],
+        events=[f"{W}/StageRetry", f"{N}/StageStarted"],
+    ),
+    Case(
+        "a-deleted-jobs-pod-still-stopping-holds-the-next-attempt",
+        at="data-validation",
+        history=[Obs([seen("data-validation")], after=5)],
+        gone=["demo-data-validation-1"],
+        jobs=[stopping("data-validation")],
+        after=10,
+        stage="data-validation",
+        states={"data-validation": "Running"},
+        fields={"data-validation": {"attempt": 1, "jobUID": "uid-data-validation-1"}},
+        conditions={"Succeeded": ("Unknown", "Running")},
+        requeue=2,
+    ),
+    Case(
+        "a-job-deleted-before-it-was-seen-is-known-by-its-stopping-pod",
+        at="data-validation",
+        history=[Obs([stopping("data-validation")], after=5)],
+        gone=["demo-data-validation-1"],
+        after=10,
+        stage="data-validation",
+        fields={"data-validation": {"attempt": 2, "job": "demo-data-validation-2"}},
+        actions=[("CreateJob", "demo-data-validation-2")],
+        events=[f"{W}/StageRetry", f"{N}/StageStarted"],
+    ),
+    Case(
+        "a-deleted-job-with-no-retry-left-fails-the-run-saying-so",
+        at="data-validation",
+        spec="retries: 0",
+        history=[Obs([seen("data-validation")], after=5)],
+        gone=["demo-data-validation-1"],
+        after=30,
+        phase="Failed",
+        stage="data-validation",
+        states={"data-validation": "Failed"},
+        fields={
+            "data-validation": {
+                "reason": "JobDeleted",
+                "message": "Job demo-data-validation-1 was deleted before it finished",
+            }
+        },
+        events=RUN_FAILED,
+        conditions={"Succeeded": ("False", "JobDeleted")},
+    ),
+    Case(
+        "a-job-never-seen-is-created-again-under-its-own-name",
+        at="data-validation",
+        after=5,
+        stage="data-validation",
+        fields={"data-validation": {"attempt": 1, "job": "demo-data-validation-1"}},
+        actions=[("CreateJob", "demo-data-validation-1")],
     ),
     # --- retries ------------------------------------------------------------------------
     Case(
