@@ -62,6 +62,9 @@ done_step
 step "helm upgrade --install $release (profile $profile, namespace $namespace)"
 kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl label namespace "$namespace" pod-security.kubernetes.io/enforce=restricted --overwrite >/dev/null
+# Helm installs a chart's crds/ once and never upgrades them: apply them first, so a `make up`
+# on an existing cluster also brings new status fields (the API server prunes unknown ones).
+kubectl apply --server-side --force-conflicts -f helm/claimops/crds/ >/dev/null
 "$HELM" --kube-context "kind-$cluster" upgrade --install "$release" helm/claimops -n "$namespace" \
   -f helm/claimops/values-kind.yaml $([[ $profile == embedded ]] && echo "-f helm/claimops/values-embedded.yaml") \
   --set stageImage.tag="$tag" --set operator.image.tag="$tag" --set ui.image.tag="$tag" \
