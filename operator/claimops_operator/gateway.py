@@ -73,6 +73,36 @@ def job_state(job: Any) -> tuple[JobState, str | None]:
     return "Active", None
 
 
+def deleted_jobs_still_running(
+    pods_by_job: Mapping[str, list[dict[str, Any]]], jobs: Collection[str]
+) -> list[ObservedJob]:
+    """Jobs that are gone while a pod of theirs has not ended (deleted with background
+    propagation: the pods stop after the Job object is gone), as Active Jobs."""
+    observed = []
+    for name, pods in pods_by_job.items():
+        running = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        if name in jobs or not running:
+            continue
+        meta = running[0].get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
+            continue
+        owner = next(
+            (r.get("uid", "") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), ""
+        )
+        observed.append(
+            ObservedJob(
+                stage=labels[LABEL_STAGE],
+                attempt=int(labels[LABEL_ATTEMPT]),
+                name=name,
+                uid=owner,
+                state="Active",
+                job_deleted=True,
+            )
+        )
+    return observed
+
+
 #: Exit codes of a container ended by SIGKILL / SIGTERM (128 + signal).
 _KILLED_EXIT_CODES = frozenset({137, 143})
 
@@ -185,7 +215,7 @@ class KubernetesGateway:
         # The pods carry their Job's labels: one read answers for every Job, and for pods whose
         # Job was deleted while they still run.
         pods_by_job = self._pods_by_job(namespace, selector)
-        observed = self._deleted_jobs_still_running(pods_by_job, {job.metadata.name for job in listed})
+        observed = deleted_jobs_still_running(pods_by_job, {job.metadata.name for job in listed})
         for job in jobs:
             labels = job.metadata.labels or {}
             if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
@@ -211,36 +241,6 @@ class KubernetesGateway:
                     else None,
                     image=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[0],
                     image_id=self._images.get(f"{namespace}/{job.metadata.name}", ("", ""))[1],
-                )
-            )
-        return observed
-
-    @staticmethod
-    def _deleted_jobs_still_running(
-        pods_by_job: Mapping[str, list[dict[str, Any]]], jobs: Collection[str]
-    ) -> list[ObservedJob]:
-        """Jobs that are gone while a pod of theirs has not ended (deleted with background
-        propagation: the pods stop after the Job object is gone), as Active Jobs."""
-        observed = []
-        for name, pods in pods_by_job.items():
-            running = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-            if name in jobs or not running:
-                continue
-            meta = running[0].get("metadata") or {}
-            labels = meta.get("labels") or {}
-            if LABEL_STAGE not in labels or LABEL_ATTEMPT not in labels:
-                continue
-            owner = next(
-                (r.get("uid", "") for r in meta.get("ownerReferences") or [] if r.get("kind") == "Job"), ""
-            )
-            observed.append(
-                ObservedJob(
-                    stage=labels[LABEL_STAGE],
-                    attempt=int(labels[LABEL_ATTEMPT]),
-                    name=name,
-                    uid=owner,
-                    state="Active",
-                    job_deleted=True,
                 )
             )
         return observed

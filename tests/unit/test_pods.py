@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from claimops_operator.gateway import pod_lost
+from claimops_operator.gateway import deleted_jobs_still_running, pod_lost
 from claimops_operator.pods import ContainerWaiting, StartFailureReason, first_waiting, start_failure
+from claimops_stages.api_names import LABEL_ATTEMPT, LABEL_STAGE
 
 IMAGE = "registry.invalid/claimops/stages:missing"
 
@@ -169,3 +170,31 @@ def test_a_lost_pod_is_told_apart_from_a_failing_stage(pods: list[dict[str, Any]
 
 def test_a_stage_that_exits_with_an_error_was_not_lost() -> None:
     assert pod_lost([_terminated(1)]) is None
+
+
+def job_pod(job: str, phase: str, attempt: str = "1") -> dict[str, Any]:
+    """A stage pod as the Job controller makes it: its Job's labels and owner reference."""
+    return {
+        "metadata": {
+            "name": f"{job}-x7k2p",
+            "labels": {
+                LABEL_STAGE: "quick-train",
+                LABEL_ATTEMPT: attempt,
+                "batch.kubernetes.io/job-name": job,
+            },
+            "ownerReferences": [{"kind": "Job", "name": job, "uid": f"uid-of-{job}"}],
+        },
+        "status": {"phase": phase},
+    }
+
+
+def test_a_pod_still_running_after_its_job_was_deleted_stands_for_that_job() -> None:
+    pods = {
+        "demo-quick-train-1": [job_pod("demo-quick-train-1", "Running")],  # its Job was deleted
+        "demo-quick-train-2": [job_pod("demo-quick-train-2", "Pending", "2")],  # its Job is listed
+        "demo-quick-train-3": [job_pod("demo-quick-train-3", "Failed", "3")],  # ended: nothing to wait for
+    }
+    found = deleted_jobs_still_running(pods, {"demo-quick-train-2"})
+    assert [(j.name, j.attempt, j.state, j.uid, j.job_deleted) for j in found] == [
+        ("demo-quick-train-1", 1, "Active", "uid-of-demo-quick-train-1", True)
+    ]
