@@ -232,6 +232,7 @@ class ObservedJob:
     image_id: str = ""
     #: A failed Job's pod was lost (deleted, evicted, killed) before it reported a result: how.
     pod_lost: str | None = None
+    #: The Job's metadata.uid (for a deleted Job's pod: its owner reference's).
     uid: str = ""
     #: The Job object is gone (deleted) while its pod has not ended: reported as Active, so
     #: the next attempt waits for that pod (two attempts of a stage never run at once).
@@ -1013,7 +1014,8 @@ def _adopt(ctx: _Context, entry: StageStatus, job: ObservedJob) -> None:
 
 def _wait_for_deleted_job(ctx: _Context, entry: StageStatus, job: ObservedJob) -> Step:
     """The attempt's Job was deleted but its pod is still stopping: nothing starts until it has
-    ended. Pods are not watched, so look again shortly."""
+    ended. A pod's end does not wake the handler (pod_changed reacts to start failures only),
+    so look again shortly."""
     entry["state"] = StageState.RUNNING
     message = f"Job {job.name} was deleted; waiting for its pod to stop (attempt {job.attempt})"
     ctx.in_progress(RunPhase.RUNNING, RunReason.RUNNING, f"Stage {entry['name']}: {message}")
