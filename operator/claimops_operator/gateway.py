@@ -190,21 +190,27 @@ class KubernetesGateway:
                 held.setdefault((meta.namespace, meta.labels[LABEL_RUN]), []).append(meta.name)
         return held
 
-    def observed_jobs(self, namespace: str, run: str, owner_uid: str | None = None) -> list[ObservedJob]:
+    def observed_jobs(
+        self, namespace: str, run: str, owner_uid: str | None = None, stage_running: bool = True
+    ) -> list[ObservedJob]:
         """The stage Jobs of a PipelineRun; with `owner_uid`, only those that object owns.
 
         Job names are deterministic, so a PipelineRun deleted and created again under the same
         name finds its predecessor's Jobs until the garbage collector removes them: they are
-        not its own and must not be adopted (their results are another run's)."""
+        not its own and must not be adopted (their results are another run's). Without
+        `stage_running` (no stage of the run's status is Running) no deleted Job's pod is
+        looked for."""
         selector = f"{LABEL_RUN}={run},{LABEL_MANAGED_BY}={MANAGED_BY}"
-        return self._observe_jobs(namespace, selector, owner_uid)
+        return self._observe_jobs(namespace, selector, owner_uid, stage_running)
 
     def rollback_jobs(self, namespace: str, model_deployment: str) -> list[ObservedJob]:
         """The rollback Jobs of a ModelDeployment."""
         selector = f"{LABEL_MODEL_DEPLOYMENT}={model_deployment},{LABEL_MANAGED_BY}={MANAGED_BY}"
         return self._observe_jobs(namespace, selector)
 
-    def _observe_jobs(self, namespace: str, selector: str, owner_uid: str | None = None) -> list[ObservedJob]:
+    def _observe_jobs(
+        self, namespace: str, selector: str, owner_uid: str | None = None, stage_running: bool = True
+    ) -> list[ObservedJob]:
         listed = jobs = self.batch.list_namespaced_job(namespace, label_selector=selector).items
         if owner_uid is not None:
             jobs = [
@@ -212,9 +218,10 @@ class KubernetesGateway:
                 for job in listed
                 if any(ref.uid == owner_uid for ref in job.metadata.owner_references or [])
             ]
-        # The pods carry their Job's labels: one read answers for every Job, and for pods whose
-        # Job was deleted while they still run.
-        pods_by_job = self._pods_by_job(namespace, selector)
+        # The pods carry their Job's labels: one read answers for every active Job and, while a
+        # stage runs, for pods whose Job was deleted before they ended.
+        active = any(job_state(job)[0] == "Active" for job in jobs)
+        pods_by_job = self._pods_by_job(namespace, selector) if active or stage_running else {}
         observed = deleted_jobs_still_running(pods_by_job, {job.metadata.name for job in listed})
         for job in jobs:
             labels = job.metadata.labels or {}

@@ -47,6 +47,7 @@ from .pipeline import (
     ObservedJob,
     RunPhase,
     RunRef,
+    StageState,
     decide,
     is_terminal,
     model_name,
@@ -220,8 +221,10 @@ class RunReconciler(_Reconciler):
             self._track_phase(key, status)
             self._wake(self.slots.settle(key, order, (), queued=False))  # a finished run holds none
             return
+        # Only a Running stage can have lost its Job: otherwise no pod read is needed.
+        stage_running = any(s.get("state") == StageState.RUNNING for s in status.get("stages") or [])
         jobs = await asyncio.to_thread(
-            self.gateway.observed_jobs, namespace, name, body["metadata"].get("uid")
+            self.gateway.observed_jobs, namespace, name, body["metadata"].get("uid"), stage_running
         )
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]

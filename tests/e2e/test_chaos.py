@@ -209,9 +209,7 @@ def test_a2_a_deleted_stage_job_fails_its_attempt_and_the_next_starts_after_its_
         entry = chaos.stage_entry(chaos.run_status(kind, JOB_RUN), POD_STAGE)
         return entry if entry.get("state") == "Failed" or (second_at and pod_gone_at) else None
 
-    entry = kind.wait_for(
-        f"{POD_STAGE} to start attempt 2 or fail after its Job was deleted", moved, 300, every=0.5
-    )
+    kind.wait_for(f"{POD_STAGE} to start attempt 2 or fail after its Job was deleted", moved, 300, every=0.5)
     row.recovery_s = time.monotonic() - fault
     status = kind.wait_for(
         f"{JOB_RUN} through CI or finished",
