@@ -331,6 +331,21 @@ def test_stop_leaves_no_process_behind(tmp_path: Path) -> None:
         assert probe.connect_ex(("127.0.0.1", plane.apiserver_port)) != 0
 
 
+def test_a_readiness_probe_that_hangs_is_not_yet_ready_rather_than_an_error(tmp_path: Path) -> None:
+    # An API server that accepted the connection but holds the request (one just starting on a
+    # loaded machine) once failed every cluster test of a CI run: the probe's timeout escaped.
+    plane = ControlPlane(workdir=tmp_path)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        plane.apiserver_port = silent.getsockname()[1]
+        pki = cp._Pki.create()
+        plane.kubeconfig.write_text(cp._kubeconfig(plane.server, pki.ca, "claimops-admin", pki.admin))
+        seen = plane._apiserver_readiness()
+    assert seen is not None
+    assert "get --raw=/readyz" in seen
+
+
 def _gone(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"

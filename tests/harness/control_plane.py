@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -313,9 +313,12 @@ class ControlPlane:
 
     @classmethod
     def start(
-        cls, workdir: Path | None = None, *, owned_by_caller: bool = True, timeout: float = 120
+        cls, workdir: Path | None = None, *, owned_by_caller: bool = True, timeout: float = 300
     ) -> ControlPlane:
         """Start etcd, kube-apiserver and kube-controller-manager and wait until ready.
+
+        About 10 s on an idle machine; `timeout` is generous because CI builds images beside
+        the tests, and a slow start is better than every cluster test failing.
 
         `owned_by_caller` ties the processes' lives to this Python process (tests); the
         command-line `up` detaches them instead.
@@ -379,7 +382,7 @@ class ControlPlane:
                 "--log-level=warn",
             ],
         )
-        self._wait(etcd, deadline, lambda: http_ok(f"{etcd_url}/health"))
+        self._wait(etcd, deadline, lambda: None if http_ok(f"{etcd_url}/health") else "etcd /health not OK")
 
         pki_dir = self.pki_dir
         apiserver = self._spawn(
@@ -409,7 +412,7 @@ class ControlPlane:
                 "--v=1",
             ],
         )
-        self._wait(apiserver, deadline, self._apiserver_ready)
+        self._wait(apiserver, deadline, self._apiserver_readiness)
 
         kcm = self._spawn(
             "kube-controller-manager",
@@ -434,22 +437,42 @@ class ControlPlane:
         )
         # The ServiceAccount admission plugin refuses pods until the `default` ServiceAccount
         # exists, which only the controller manager creates: that is the readiness that matters.
-        self._wait(kcm, deadline, self._default_service_account_exists)
+        self._wait(kcm, deadline, self._default_service_account_readiness)
 
-    def _wait(self, component: _Component, deadline: float, ready: Any) -> None:
+    def _wait(self, component: _Component, deadline: float, ready: Callable[[], str | None]) -> None:
+        """Poll `ready` (None when ready, else what it saw) until `deadline`."""
         while True:
             component.check_alive()
-            if ready():
+            seen = ready()
+            if seen is None:
                 return
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"{component.name} was not ready in time; see {component.log}")
+                tail = component.log.read_text(errors="replace")[-3000:] if component.log.exists() else ""
+                raise ControlPlaneError(
+                    f"{component.name} was not ready in time; last probe: {seen}\n"
+                    f"last lines of {component.log}:\n{tail}"
+                )
             time.sleep(0.1)
 
-    def _apiserver_ready(self) -> bool:
-        return self.kubectl("get", "--raw=/readyz", check=False, timeout=10).returncode == 0
+    def _probe(self, *args: str) -> str | None:
+        """Run kubectl as a readiness probe: None when it succeeds, else what went wrong.
 
-    def _default_service_account_exists(self) -> bool:
-        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+        A probe that hangs is "not yet", not an error: an API server that has just opened its
+        port on a loaded machine (CI builds images beside the tests) can hold a request for
+        seconds, and the deadline in `_wait` bounds the whole wait anyway."""
+        try:
+            result = self.kubectl(*args, "--request-timeout=5s", check=False, timeout=15)
+        except subprocess.TimeoutExpired:
+            return f"kubectl {' '.join(args)} did not answer within 15 s"
+        if result.returncode == 0:
+            return None
+        return f"kubectl {' '.join(args)}: {result.stderr.strip()[-500:]}"
+
+    def _apiserver_readiness(self) -> str | None:
+        return self._probe("get", "--raw=/readyz")
+
+    def _default_service_account_readiness(self) -> str | None:
+        return self._probe("get", "serviceaccount", "default", "-n", "default")
 
     def stop(self) -> None:
         """Stop every component (process groups, newest first) and wait for them to exit."""
