@@ -82,9 +82,9 @@ class OperatorConfig:
     leader_lease: str = ""
     leader_lease_namespace: str = ""
     identity: str = field(default_factory=socket.gethostname)
-    lease_duration_seconds: int = 8
-    lease_renew_deadline_seconds: int = 5
-    lease_retry_period_seconds: int = 2
+    lease_duration_seconds: int = 9
+    lease_renew_deadline_seconds: int = 6
+    lease_retry_period_seconds: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:

@@ -39,9 +39,9 @@ log = logging.getLogger("claimops.operator")
 
 @dataclass(frozen=True)
 class LeaseTimings:
-    duration: float = 8.0
-    renew_deadline: float = 5.0
-    retry_period: float = 2.0
+    duration: float = 9.0
+    renew_deadline: float = 6.0
+    retry_period: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0 < self.retry_period < self.renew_deadline < self.duration:
@@ -240,14 +240,21 @@ class LeaseElector:
             await asyncio.sleep(self.timings.retry_period)
             # A round may not outlast the renew deadline: the step-down must come before any
             # standby's expiry judgement.
-            left = self.timings.renew_deadline - (self.clock() - last_renewed)
+            started = self.clock()
+            left = self.timings.renew_deadline - (started - last_renewed)
             try:
                 held = await asyncio.wait_for(self._round(), timeout=max(left, 0.1))
             except Exception as exc:
-                log.warning("leader election: renewing lease %s failed: %s", self.name, exc)
+                log.warning(
+                    "leader election: renewing lease %s failed: %s",
+                    self.name,
+                    str(exc) or f"no answer within {max(left, 0.1):.1f}s",
+                )
                 held = None
             if held:
-                last_renewed = self.clock()
+                # From when the round began, not when its answer came: the write landed in
+                # between, and a standby counts from no earlier than that.
+                last_renewed = started
             elif held is False:
                 LEADER.labels(identity=self.identity).set(0)
                 raise LeaseLost(f"another replica took lease {self.namespace}/{self.name}")

@@ -152,7 +152,7 @@ def test_a_leader_that_stops_cleanly_hands_over_at_once(
     wait_for_leader(cp, namespace, {"op-second": second}, timeout=TAKEOVER_BOUND)
     handover = time.monotonic() - stopped
     assert "released lease" in first.log(), first.log()[-2000:]
-    # Well inside the lease duration (8 s): the standby did not have to wait it out.
+    # Well inside the lease duration (9 s): the standby did not have to wait it out.
     assert handover < 4.0, handover
     _report("leader handover after SIGTERM", [handover])
 
@@ -160,7 +160,7 @@ def test_a_leader_that_stops_cleanly_hands_over_at_once(
 def test_a_leader_cut_off_from_the_api_server_steps_down_before_a_standby_may_lead(
     control_plane: ControlPlane, namespace: str, start_operator: OperatorFactory, tmp_path: Path
 ) -> None:
-    """The renew deadline (5 s) comes before the lease duration (8 s): a leader whose renewals
+    """The renew deadline (6 s) comes before the lease duration (9 s): a leader whose renewals
     fail exits, so two replicas never reconcile at once. The API server is cut off for one
     replica only by pointing it at a port that drops every connection after its start."""
     import socket
