@@ -258,11 +258,13 @@ class _Component:
     process: subprocess.Popen[bytes]
     log: Path
 
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
     def check_alive(self) -> None:
         if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
             raise ControlPlaneError(
-                f"{self.name} exited with code {self.process.returncode}; last log lines:\n{tail}"
+                f"{self.name} exited with code {self.process.returncode}; last log lines:\n{self.log_tail()}"
             )
 
 
@@ -447,10 +449,9 @@ class ControlPlane:
             if seen is None:
                 return
             if time.monotonic() > deadline:
-                tail = component.log.read_text(errors="replace")[-3000:] if component.log.exists() else ""
                 raise ControlPlaneError(
                     f"{component.name} was not ready in time; last probe: {seen}\n"
-                    f"last lines of {component.log}:\n{tail}"
+                    f"last lines of {component.log}:\n{component.log_tail()}"
                 )
             time.sleep(0.1)
 
