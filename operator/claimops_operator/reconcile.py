@@ -186,8 +186,7 @@ class RunReconciler(_Reconciler):
         restarted (or newly leading) operator keeps both the limit and the queue's order."""
         held: dict[Key, list[str]] = {}
         queued: dict[Key, Order] = {}
-        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
-        for namespace in namespaces:
+        for namespace in self._namespaces():
             held.update(await asyncio.to_thread(self.gateway.active_stage_jobs, namespace))
             for run in await asyncio.to_thread(self.gateway.list_runs, namespace):
                 meta = run["metadata"]
@@ -199,6 +198,23 @@ class RunReconciler(_Reconciler):
         log.info(
             "stage slots: %d of %d in use, %d run(s) queued", self.slots.in_use, self.slots.limit, len(queued)
         )
+
+    def _namespaces(self) -> list[str | None]:
+        """The namespaces watched (None: all)."""
+        return list(self.settings.namespaces) or [None]
+
+    async def _note_unfinished_runs(self) -> None:
+        """Tell the slots which unfinished runs exist now (a fresh list, not the watch: an
+        earlier run's event may not have been handled yet)."""
+        unfinished: dict[Key, Order] = {}
+        for namespace in self._namespaces():
+            for run in await asyncio.to_thread(self.gateway.list_runs, namespace):
+                meta, status = run["metadata"], run.get("status") or {}
+                if is_terminal(status) and status.get("observedGeneration") == meta.get("generation"):
+                    continue
+                key = (meta["namespace"], meta["name"])
+                unfinished[key] = order_of(*key, str(meta.get("creationTimestamp", "")))
+        self._wake(self.slots.note_unfinished(unfinished))
 
     def _show_slots(self) -> None:
         STAGE_SLOTS_IN_USE.set(self.slots.in_use)
@@ -228,25 +244,34 @@ class RunReconciler(_Reconciler):
         )
         deployments = await asyncio.to_thread(self.gateway.observed_deployments, namespace, model_name(spec))
         meta = body["metadata"]
-        # From the ticket to settle nothing awaits: no other reconcile can take the same slot.
-        active = [j.name for j in jobs if j.state == "Active"]
-        waited = self.slots.waited(key)
-        decision = decide(
-            RunRef(
-                name,
-                namespace,
-                int(meta.get("generation", 1)),
-                str(meta.get("uid", "")),
-                str(meta.get("creationTimestamp", "")),
-            ),
-            spec,
-            status,
-            jobs,
-            deployments,
-            datetime.now(UTC),
-            serving_enabled=self.settings.serving_enabled,
-            slot=self.slots.ticket(key, order, active),
+        run = RunRef(
+            name,
+            namespace,
+            int(meta.get("generation", 1)),
+            str(meta.get("uid", "")),
+            str(meta.get("creationTimestamp", "")),
         )
+        active = [j.name for j in jobs if j.state == "Active"]
+
+        def decide_now() -> Decision:
+            return decide(
+                run,
+                spec,
+                status,
+                jobs,
+                deployments,
+                datetime.now(UTC),
+                serving_enabled=self.settings.serving_enabled,
+                slot=self.slots.ticket(key, order, active),
+            )
+
+        decision = decide_now()
+        if any(isinstance(action, CreateJob) for action in decision.actions):
+            # About to take a slot: an earlier run not reconciled yet may be owed it.
+            await self._note_unfinished_runs()
+            decision = decide_now()
+        # From this ticket to settle nothing awaits: no other reconcile can take the same slot.
+        waited = self.slots.waited(key)
         holding = [*active, *(a.job_name for a in decision.actions if isinstance(a, CreateJob))]
         if is_terminal(decision.status):  # its Jobs are done or being deleted
             holding = []

@@ -93,3 +93,51 @@ def test_a_run_whose_job_just_finished_takes_the_freed_slot_for_its_next_stage()
     # ahead of the younger queued run.
     assert slots.ticket(key("old"), order("old", 0), holding=()).admitted
     assert not slots.ticket(key("young"), order("young", 1)).admitted
+
+
+def test_a_later_run_reconciled_first_leaves_the_last_slot_to_an_earlier_one() -> None:
+    # Twenty runs created in one second reach the operator in any order: load-04 came to the
+    # last free slot while load-03 had not been reconciled yet, and took it (kind, 2026-12-03).
+    slots = StageSlots(limit=1)
+    created = {key(name): order(name, 41) for name in ("load-03", "load-04")}
+    assert slots.note_unfinished(created) == []
+    ticket = slots.ticket(key("load-04"), created[key("load-04")])
+    assert (ticket.admitted, ticket.ahead) == (False, 1)
+    slots.settle(key("load-04"), created[key("load-04")], [], queued=True)
+    assert slots.ticket(key("load-03"), created[key("load-03")]).admitted
+    # load-03 takes the slot: nothing frees, nobody is woken.
+    assert slots.settle(key("load-03"), created[key("load-03")], ["load-03-ci-1"], queued=False) == []
+    assert not slots.ticket(key("load-04"), created[key("load-04")]).admitted
+
+
+def test_a_run_still_to_be_reconciled_holds_later_ones_back_only_until_it_is() -> None:
+    slots = StageSlots(limit=2)
+    slots.settle(key("busy"), order("busy", 0), ["busy-ci-1"], queued=False)
+    slots.note_unfinished({key("gate"): order("gate", 1), key("late"): order("late", 2)})
+    assert not slots.ticket(key("late"), order("late", 2)).admitted  # gate may want the slot
+    slots.settle(key("late"), order("late", 2), [], queued=True)
+    # gate turns out to wait for an approval (no Job): late is woken and admitted.
+    assert slots.settle(key("gate"), order("gate", 1), [], queued=False) == [key("late")]
+    assert slots.ticket(key("late"), order("late", 2)).admitted
+
+
+def test_a_run_deleted_before_it_was_reconciled_stops_holding_others_back() -> None:
+    slots = StageSlots(limit=1)
+    slots.note_unfinished({key("gone"): order("gone", 0), key("next"): order("next", 1)})
+    slots.settle(key("next"), order("next", 1), [], queued=True)
+    # The next list no longer shows it (deleted, or finished by an earlier leader).
+    assert slots.note_unfinished({key("next"): order("next", 1)}) == [key("next")]
+    assert slots.ticket(key("next"), order("next", 1)).admitted
+    # Or its deletion is seen first.
+    slots.note_unfinished({key("gone2"): order("gone2", 0), key("next"): order("next", 1)})
+    assert not slots.ticket(key("next"), order("next", 1)).admitted
+    assert slots.forget(key("gone2")) == [key("next")]
+
+
+def test_runs_already_reconciled_or_queued_are_not_counted_twice() -> None:
+    slots = StageSlots(limit=2)
+    slots.settle(key("gate"), order("gate", 0), [], queued=False)  # waits for an approval
+    slots.settle(key("held"), order("held", 1), ["held-ci-1"], queued=False)
+    slots.note_unfinished({key(n): order(n, s) for n, s in (("gate", 0), ("held", 1), ("new", 2))})
+    ticket = slots.ticket(key("new"), order("new", 2))
+    assert (ticket.admitted, ticket.ahead, ticket.in_use) == (True, 0, 1)
