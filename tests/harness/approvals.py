@@ -9,6 +9,7 @@ recorded the way it is on a real installation: under the user the API server aut
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Sequence
@@ -39,26 +40,41 @@ def policy_manifests(namespace: str, *values: str) -> list[chart.Doc]:
 
 
 def install(cp: ControlPlane, namespace: str, *values: str, timeout: float = 30) -> list[chart.Doc]:
-    """Apply the policies and wait until the API server enforces them (policies take effect
-    asynchronously: a server-side dry-run create must come back with spec.submitter)."""
+    """Apply the policies and wait until the API server enforces both (policies take effect
+    asynchronously, each on its own: a server-side dry-run create must come back with
+    spec.submitter, and one created already decided must be refused)."""
     docs = policy_manifests(namespace, *values)
     cp.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
-    probe = {
-        "apiVersion": "claimops.io/v1alpha1",
-        "kind": "PipelineRun",
-        "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}", "namespace": namespace},
-        "spec": {"commit": {"sha": "0000000"}},
-    }
     deadline = time.monotonic() + timeout
-    while True:
-        done = cp.kubectl(
+    while (waiting := _not_yet_enforced(cp, namespace)) is not None:
+        if time.monotonic() > deadline:
+            raise ControlPlaneError(f"approvals policies not enforced within {timeout:.0f} s: {waiting}")
+        time.sleep(0.2)
+    return docs
+
+
+def _not_yet_enforced(cp: ControlPlane, namespace: str) -> str | None:
+    """None once both policies act on a create in `namespace`, else which one does not yet."""
+
+    def dry_run_create(spec: dict[str, object]) -> subprocess.CompletedProcess[str]:
+        probe = {
+            "apiVersion": "claimops.io/v1alpha1",
+            "kind": "PipelineRun",
+            "metadata": {"name": f"probe-{uuid.uuid4().hex[:6]}", "namespace": namespace},
+            "spec": {"commit": {"sha": "0000000"}, **spec},
+        }
+        return cp.kubectl(
             "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(probe), check=False
         )
-        if done.returncode == 0 and "submitter" in json.loads(done.stdout)["spec"]:
-            return docs
-        if time.monotonic() > deadline:
-            raise ControlPlaneError(f"approvals policies not enforced within {timeout:.0f} s: {done.stderr}")
-        time.sleep(0.2)
+
+    recorded = dry_run_create({})
+    if recorded.returncode != 0 or "submitter" not in json.loads(recorded.stdout)["spec"]:
+        return f"the MutatingAdmissionPolicy recorded no submitter: {recorded.stderr.strip()}"
+    # Refused whatever the chart's values: a run is created undecided.
+    decided = dry_run_create({"approval": {"decision": "Approved"}})
+    if "must be Pending when a run is created" not in decided.stderr:
+        return f"the ValidatingAdmissionPolicy let a decided run be created: {decided.stdout}{decided.stderr}"
+    return None
 
 
 def uninstall(cp: ControlPlane, docs: Sequence[chart.Doc]) -> None:
