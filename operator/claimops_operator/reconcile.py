@@ -169,6 +169,19 @@ class _Reconciler(ABC):
         """Read the object and what it owns, decide, act (one pass; _Serialized re-runs it)."""
 
 
+def _place_in_line(run: Mapping[str, Any]) -> tuple[Key, Order]:
+    """A PipelineRun's key and its place in the stage-slot queue (creation order)."""
+    meta = run["metadata"]
+    key = (meta["namespace"], meta["name"])
+    return key, order_of(*key, str(meta.get("creationTimestamp", "")))
+
+
+def _finished(run: Mapping[str, Any]) -> bool:
+    """Terminal for its current spec (a changed spec of a finished run is a rerun)."""
+    status = run.get("status") or {}
+    return is_terminal(status) and status.get("observedGeneration") == run["metadata"].get("generation")
+
+
 class RunReconciler(_Reconciler):
     """Reconciles PipelineRuns."""
 
@@ -189,10 +202,9 @@ class RunReconciler(_Reconciler):
         for namespace in self._namespaces():
             held.update(await asyncio.to_thread(self.gateway.active_stage_jobs, namespace))
             for run in await asyncio.to_thread(self.gateway.list_runs, namespace):
-                meta = run["metadata"]
                 if (run.get("status") or {}).get("phase") == RunPhase.QUEUED:
-                    key = (meta["namespace"], meta["name"])
-                    queued[key] = order_of(*key, str(meta.get("creationTimestamp", "")))
+                    key, order = _place_in_line(run)
+                    queued[key] = order
         self.slots.seed(held, queued)
         self._show_slots()
         log.info(
@@ -209,11 +221,9 @@ class RunReconciler(_Reconciler):
         unfinished: dict[Key, Order] = {}
         for namespace in self._namespaces():
             for run in await asyncio.to_thread(self.gateway.list_runs, namespace):
-                meta, status = run["metadata"], run.get("status") or {}
-                if is_terminal(status) and status.get("observedGeneration") == meta.get("generation"):
-                    continue
-                key = (meta["namespace"], meta["name"])
-                unfinished[key] = order_of(*key, str(meta.get("creationTimestamp", "")))
+                if not _finished(run):
+                    key, order = _place_in_line(run)
+                    unfinished[key] = order
         self._wake(self.slots.note_unfinished(unfinished))
 
     def _show_slots(self) -> None:
@@ -232,8 +242,8 @@ class RunReconciler(_Reconciler):
             self.forget(namespace, name)
             return
         spec, status = body.get("spec", {}), body.get("status") or {}
-        order = order_of(namespace, name, str(body["metadata"].get("creationTimestamp", "")))
-        if is_terminal(status) and status.get("observedGeneration") == body["metadata"].get("generation"):
+        _, order = _place_in_line(body)
+        if _finished(body):
             self._track_phase(key, status)
             self._wake(self.slots.settle(key, order, (), queued=False))  # a finished run holds none
             return
