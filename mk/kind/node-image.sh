@@ -38,17 +38,31 @@ if [[ -f $archive ]]; then
 fi
 
 start_all=$SECONDS
-bash "$here/build-binaries.sh" >&2
+work=$(mktemp -d "${TMPDIR:-/tmp}/claimops-node.XXXXXX")
+# The Go builds (CPU) run while debootstrap below waits on the Debian mirror and the disk; they
+# may first wait for `make setup`'s own Go build (one at a time, tests/cluster/go-build.sh).
+bash "$here/build-binaries.sh" >"$work/binaries.log" 2>&1 &
+binaries_pid=$!
+trap 'kill "$binaries_pid" 2>/dev/null || true; docker rm -f claimops-node-build >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 kind_mod=$(cd "$root/tests/cluster/kube" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-work=$(mktemp -d "${TMPDIR:-/tmp}/claimops-node.XXXXXX")
-trap 'docker rm -f claimops-node-build >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 # 1. The node's base: Debian with systemd, containerd, runc, CNI plugins and kind's files.
 log "debootstrap of the node base ..."
 start=$SECONDS
 rfs=$work/node
 bash "$here/rootfs.sh" "$rfs" systemd,conntrack,iptables,nftables,iproute2,ethtool,util-linux,mount,kmod,libseccomp2,pigz,bash,ca-certificates,curl,jq,procps,containerd,runc,containernetworking-plugins,socat
+# The base of the kube-proxy and local-path helper images (step 2), while the Go builds run.
+tools=$work/tools
+bash "$here/rootfs.sh" "$tools" iptables,nftables,conntrack,kmod,ipset
+waited=$SECONDS
+if ! wait "$binaries_pid"; then
+  cat "$work/binaries.log" >&2
+  log "building the node's binaries failed (mk/kind/build-binaries.sh)"
+  exit 1
+fi
+grep -v '^go: downloading' "$work/binaries.log" | sed 's/^/node-image: /' >&2 || true
+log "waited $((SECONDS - waited)) s for the node's binaries after the Debian packages"
 files=$kind_mod/images/base/files
 install -m 0755 "$files"/usr/local/bin/* "$rfs/usr/local/bin/"
 mkdir -p "$rfs/kind/bin" "$rfs/kind/manifests" "$rfs/etc/containerd" "$rfs/etc/kubernetes/manifests" \
@@ -122,8 +136,6 @@ log "node base in $((SECONDS - start)) s"
 
 # 2. The images kubeadm and kind's manifests name, each from our binaries.
 start=$SECONDS
-tools=$work/tools
-bash "$here/rootfs.sh" "$tools" iptables,nftables,conntrack,kmod,ipset
 images=()
 component() { # component <image> <rootfs or ""> <entrypoint json> <file:dest>...
   local name=$1 base=$2 entry=$3; shift 3
