@@ -96,13 +96,20 @@ def parse(path: Path) -> Dockerfile:
 def pip_install_args(stage: Stage) -> list[str]:
     """The requirement install: the build stage installs the third-party requirements in a
     layer of their own, then the project with --no-deps under the same extra and constraints."""
-    commands = [shlex.split(run) for run in stage.args("RUN") if run.startswith("pip install")]
+    # Each RUN's pip install ends at its first "&&" (byte compilation and clean-up follow).
+    commands = [
+        _first_command(shlex.split(run)) for run in stage.args("RUN") if run.startswith("pip install")
+    ]
     assert len(commands) == 2, "the build stage runs two pip installs (requirements, then the project)"
     requirements, project = commands
     assert "--no-deps" in project
     assert "--no-deps" not in requirements
-    assert [a for a in project[2:] if a != "--no-deps"] == requirements[2 : requirements.index("&&")]
-    return requirements[2 : requirements.index("&&")]
+    assert [a for a in project[2:] if a != "--no-deps"] == requirements[2:]
+    return requirements[2:]
+
+
+def _first_command(words: list[str]) -> list[str]:
+    return words[: words.index("&&")] if "&&" in words else words
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
