@@ -12,6 +12,11 @@ UV := $(VENV)/bin/uv
 # Chromium (browser tests).
 APT_PACKAGES := postgresql chromium
 PYTEST_ARGS ?=
+# `make test` runs two pytest workers (pytest-xdist), each with its own control plane, MLflow
+# and model servers; a test file (the browser layer: all of it) stays on one worker, so module
+# fixtures run once; the longest units start first (tests/harness/xdist_order.py).
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
 
 export UV_CACHE_DIR := $(CACHE)/uv
 export UV_LINK_MODE := copy
@@ -47,8 +52,8 @@ client-venvs: venv ## third-party tools with pins of their own (the KServe SDK, 
 cluster-binaries: ## etcd, kube-apiserver, kube-controller-manager, kubectl, helm (cached by version)
 	bash tests/cluster/build.sh
 
-test: setup ## run every test layer (unit, service, cluster)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: setup ## run every test layer (unit, service, cluster, browser)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-unit: venv ## only the pure tests
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -12,18 +12,49 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from claimops_stages.api_names import LABEL_PART_OF, PART_OF, RESOURCES
-from tests.harness import approvals
+from tests.harness import approvals, xdist_order
 from tests.harness.control_plane import REPO_ROOT, ControlPlane, ControlPlaneError
+from tests.harness.layer_timings import LayerTimings
 from tests.harness.mlflow_server import MlflowServer, running_mlflow
 from tests.harness.node_standin import NodeStandIn
 from tests.harness.operator_process import OperatorProcess
 
 #: Pods the node stand-in runs: everything ClaimOps starts carries this label.
 STANDIN_SELECTOR = f"{LABEL_PART_OF}={PART_OF}"
+
+_layer_timings = LayerTimings()
+
+
+def pytest_runtest_logstart(nodeid: str) -> None:
+    _layer_timings.started(nodeid)
+
+
+def pytest_runtest_logfinish(nodeid: str) -> None:
+    _layer_timings.finished(nodeid)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _layer_timings.reported(report.nodeid, report.duration)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: see tests/harness/xdist_order.py
+        xdist_order.longest_first(items)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> xdist_order.LayerScheduling:
+    return xdist_order.make_scheduler(config, log)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under pytest-xdist the controller sees every test's start and end; a worker only its own.
+    if not hasattr(session.config, "workerinput"):
+        _layer_timings.write()
 
 
 @pytest.fixture(scope="session")
