@@ -1,6 +1,8 @@
 """Prints .ci/run's timing table: each phase and test layer with its wall time, in the order
 they ended; a test layer also with its busy time (its tests' own durations added up: under
-two pytest workers the layers overlap). Usage: python3 .ci/timing_table.py <timings.jsonl> <cache state> <exit code>"""
+two pytest workers the layers overlap). Its last line adds up every layer's tests, in the
+plain "N passed, N failed" form. Usage:
+python3 .ci/timing_table.py <timings.jsonl> <cache state> <exit code>"""
 
 import json
 import sys
@@ -24,6 +26,10 @@ def main(path: str, cache_state: str, exit_code: str) -> None:
         print(
             f"| {row['phase']:<{width}} | {minutes(row['seconds']):>6} | {row['seconds']:>6} | {busy:>6} | {tests:>5} |"
         )
+    layers = [row for row in rows if "passed" in row]
+    if layers:
+        passed, failed, skipped = (sum(row[key] for row in layers) for key in ("passed", "failed", "skipped"))
+        print(f"\ntests: {passed} passed, {failed} failed, {skipped} skipped")
 
 
 if __name__ == "__main__":

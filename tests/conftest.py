@@ -39,7 +39,7 @@ def pytest_runtest_logfinish(nodeid: str) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    _layer_timings.reported(report.nodeid, report.duration)
+    _layer_timings.reported(report.nodeid, report.duration, report.outcome)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

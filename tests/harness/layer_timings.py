@@ -5,7 +5,8 @@ A layer is the folder under tests/ (unit, service, cluster, browser, e2e). A lay
 ("busy") is the sum of its tests' setup, call and teardown times. Run in one process the two
 agree; under pytest-xdist layers overlap, and the busy time says what each one costs. When
 CLAIMOPS_TIMINGS names a file, one JSON line per layer is appended to it at the end of the
-session: {"phase": "test: <layer>", "seconds": ..., "busy": ..., "tests": ...}.
+session: {"phase": "test: <layer>", "seconds": ..., "busy": ..., "tests": ..., "passed": ...,
+"failed": ..., "skipped": ...}; a test failed when any of its phases failed.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 TIMINGS_ENV = "CLAIMOPS_TIMINGS"
+OUTCOMES = ("passed", "failed", "skipped")
 
 
 @dataclass
@@ -25,11 +27,14 @@ class LayerClock:
     finished: float
     tests: int = 0
     busy: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
 
 
 class LayerTimings:
     def __init__(self) -> None:
         self.layers: dict[str, LayerClock] = {}
+        #: The outcome so far of each test that has started and not yet finished.
+        self.running: dict[str, str] = {}
 
     @staticmethod
     def layer_of(nodeid: str) -> str:
@@ -40,15 +45,21 @@ class LayerTimings:
         now = time.monotonic()
         clock = self.layers.setdefault(self.layer_of(nodeid), LayerClock(now, now))
         clock.tests += 1
+        self.running[nodeid] = "passed"
 
     def finished(self, nodeid: str) -> None:
-        self.layers[self.layer_of(nodeid)].finished = time.monotonic()
+        clock = self.layers[self.layer_of(nodeid)]
+        clock.finished = time.monotonic()
+        clock.outcomes[self.running.pop(nodeid, "passed")] += 1
 
-    def reported(self, nodeid: str, duration: float) -> None:
-        """One phase (setup, call or teardown) of a test took `duration` seconds."""
+    def reported(self, nodeid: str, duration: float, outcome: str = "passed") -> None:
+        """One phase (setup, call or teardown) of a test took `duration` seconds and ended
+        with `outcome` (pytest's: passed, failed or skipped)."""
         clock = self.layers.get(self.layer_of(nodeid))
         if clock is not None:
             clock.busy += duration
+        if outcome == "failed" or (outcome == "skipped" and self.running.get(nodeid) == "passed"):
+            self.running[nodeid] = outcome
 
     def lines(self, prefix: str = "test") -> list[str]:
         return [
@@ -58,6 +69,7 @@ class LayerTimings:
                     "seconds": round(c.finished - c.started, 1),
                     "busy": round(c.busy, 1),
                     "tests": c.tests,
+                    **c.outcomes,
                 }
             )
             for layer, c in self.layers.items()

@@ -45,6 +45,29 @@ def test_each_layer_is_written_once_with_its_test_count(
     assert all(r["seconds"] >= 0 for r in lines[1:])
 
 
+@pytest.mark.parametrize(
+    ("phases", "outcome"),
+    [
+        (["passed", "passed", "passed"], "passed"),
+        (["passed", "failed", "passed"], "failed"),
+        (["passed", "passed", "failed"], "failed"),  # an error in teardown
+        (["failed", "passed"], "failed"),  # an error in setup
+        (["skipped", "passed"], "skipped"),
+        (["passed", "skipped", "failed"], "failed"),
+    ],
+)
+def test_a_test_counts_once_and_fails_when_any_phase_failed(phases: list[str], outcome: str) -> None:
+    timings = LayerTimings()
+    timings.started("tests/unit/a.py::t")
+    for phase_outcome in phases:
+        timings.reported("tests/unit/a.py::t", 0.1, phase_outcome)
+    timings.finished("tests/unit/a.py::t")
+    counts = json.loads(timings.lines()[0])
+    assert {key: counts[key] for key in ("passed", "failed", "skipped")} == {
+        name: int(name == outcome) for name in ("passed", "failed", "skipped")
+    }
+
+
 def test_nothing_is_written_without_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(TIMINGS_ENV, raising=False)
     timings = LayerTimings()
