@@ -29,6 +29,17 @@ if ((${#wanted[@]})); then
   echo "prerequisites: installed in $((SECONDS - start)) s"
 fi
 
+# kind's nodes are privileged; runc refuses them where CAP_SYS_RESOURCE is outside the
+# bounding set. The wrapper is (re)installed on every call: a dockerd that was started with
+# it keeps its path, and a cleared cache would otherwise fail every container it starts.
+capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
+needs_wrapper=false
+if (( (0x$capbnd >> 24 & 1) == 0 )); then
+  needs_wrapper=true
+  mkdir -p "$cache/bin"
+  install -m 0755 "$here/oci-runtime-wrapper" "$cache/bin/claimops-runc"
+fi
+
 if docker info >/dev/null 2>&1; then
   exit 0
 fi
@@ -49,13 +60,9 @@ if [[ -d /run/systemd/system ]] && systemctl start docker 2>/dev/null; then
 fi
 
 args=()
-capbnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
-if (( (0x$capbnd >> 24 & 1) == 0 )); then
-  # kind's nodes are privileged; runc refuses them where the bit is missing.
+if [[ $needs_wrapper == true ]]; then
   echo "prerequisites: CAP_SYS_RESOURCE is outside this machine's bounding set;" \
     "using the OCI runtime wrapper mk/kind/oci-runtime-wrapper"
-  mkdir -p "$cache/bin"
-  install -m 0755 "$here/oci-runtime-wrapper" "$cache/bin/claimops-runc"
   args+=(--add-runtime "claimops-runc=$cache/bin/claimops-runc" --default-runtime claimops-runc)
 fi
 mkdir -p "$cache"
