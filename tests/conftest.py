@@ -8,6 +8,7 @@ ClaimOps' CRDs, start a real `mlflow server` and run the operator as a real proc
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -115,14 +116,16 @@ CRD_NAMES = tuple(r.crd_name for r in RESOURCES)
 @pytest.fixture(scope="session")
 def claimops_crds(control_plane: ControlPlane) -> tuple[str, ...]:
     control_plane.kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
-    # Polled rather than `kubectl wait`: a CRD read before the API server wrote any condition
-    # makes `kubectl wait --for=condition=...` fail instead of waiting.
+    # Polled rather than `kubectl wait`, and read as JSON rather than through a jsonpath filter:
+    # a CRD read before the API server wrote any condition makes both `kubectl wait
+    # --for=condition=...` and a `[?(@.type==...)]` filter fail instead of waiting (a busy
+    # machine, as on a cold CI run, makes that window long enough to hit).
     deadline = time.monotonic() + 60
     pending = list(CRD_NAMES)
     while pending:
-        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
-        established = control_plane.kubectl("get", f"crd/{pending[0]}", "-o", f"jsonpath={jsonpath}").stdout
-        if established.strip() == "True":
+        crd = json.loads(control_plane.kubectl("get", f"crd/{pending[0]}", "-o", "json").stdout)
+        conditions = crd.get("status", {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
             pending.pop(0)
         elif time.monotonic() > deadline:
             pytest.fail(f"CRD {pending[0]} not Established within 60 s", pytrace=False)
