@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScopeScheduling
 
+from tests.harness.layer_timings import LayerTimings
+
 #: Layers in the order their units are handed out (lower first); other paths go last.
 LAYER_RANK = {"browser": 0, "cluster": 1, "service": 2, "unit": 3}
 #: Folders whose files make a single unit of work.
@@ -21,12 +23,7 @@ ONE_UNIT_LAYERS = ("tests/browser/",)
 
 
 def layer_rank(nodeid: str) -> int:
-    parts = nodeid.split("::", 1)[0].split("/")
-    return (
-        LAYER_RANK.get(parts[1], len(LAYER_RANK))
-        if len(parts) > 2 and parts[0] == "tests"
-        else len(LAYER_RANK)
-    )
+    return LAYER_RANK.get(LayerTimings.layer_of(nodeid), len(LAYER_RANK))
 
 
 def unit_of_work(nodeid: str) -> str:
